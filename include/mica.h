@@ -1,0 +1,219 @@
+/*
+ * mica.h - the public C interface of libmica, a pure-C inference engine for
+ * large language models stored as GGUF files.
+ *
+ * Objects: a mica_model is a loaded GGUF file (weights are views into a
+ * read-only mapping of the file, vocabulary, hyperparameters); a mica_session
+ * is one conversation over a model (KV cache, scratch buffers, thread pool);
+ * a mica_sampler turns logits into a token.
+ *
+ * Thread safety: a model may be shared read-only by several sessions on
+ * different threads. A session and a sampler belong to one thread at a time.
+ *
+ * Errors: every fallible function returns a mica_status. Constructors take an
+ * optional (err, err_cap) buffer that receives a one-line message naming the
+ * file, offset or field at fault; other functions keep the message in the
+ * object (mica_session_errmsg). Out-parameters are written only on success.
+ * The library never prints and never exits.
+ */
+#ifndef MICA_H
+#define MICA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MICA_VERSION_MAJOR 0
+#define MICA_VERSION_MINOR 1
+#define MICA_VERSION_PATCH 0
+#define MICA_VERSION_STRING "0.1.0"
+
+/* Limits named once. */
+#define MICA_MAX_CTX     (1 << 20) /* largest context a session accepts */
+#define MICA_MAX_THREADS 256
+
+/* ---- status ---- */
+
+/* Result codes. Never renumbered; new codes are appended. */
+typedef enum mica_status {
+    MICA_OK = 0,
+    MICA_ERR_NOMEM = 1,       /* an allocation failed */
+    MICA_ERR_IO = 2,          /* a file could not be opened, read, mapped or written */
+    MICA_ERR_FORMAT = 3,      /* a file or value is malformed */
+    MICA_ERR_UNSUPPORTED = 4, /* well-formed but not supported (architecture, tensor type) */
+    MICA_ERR_INVALID_ARG = 5, /* a caller passed an invalid argument */
+    MICA_ERR_LIMIT = 6,       /* a documented limit was exceeded (context full, too many tokens) */
+    MICA_ERR_CANCELLED = 7,   /* the operation was cancelled by a callback */
+    MICA_ERR_INTERNAL = 8,    /* a bug: please report it */
+} mica_status;
+
+/* Static name of a status ("MICA_ERR_FORMAT"); never NULL. */
+const char *mica_status_str(mica_status st);
+
+/* Version string of the library, e.g. "0.1.0". */
+const char *mica_version(void);
+
+/* ---- model ---- */
+
+typedef struct mica_model mica_model;
+
+typedef struct mica_model_params {
+    bool vocab_only; /* load only metadata and tokenizer (tensors may be absent); default false */
+} mica_model_params;
+
+mica_model_params mica_model_params_default(void);
+
+/*
+ * Opens the GGUF file at `path`, validates it, binds the weights of its
+ * architecture and loads its tokenizer. On success *out owns the model; free it
+ * with mica_model_free. On failure *out is untouched and `err` (if not NULL)
+ * holds a message of at most err_cap bytes, NUL-terminated.
+ * Returns MICA_OK, MICA_ERR_IO, MICA_ERR_FORMAT, MICA_ERR_UNSUPPORTED,
+ * MICA_ERR_NOMEM or MICA_ERR_INVALID_ARG.
+ */
+mica_status mica_model_open(const char *path, const mica_model_params *params,
+                            mica_model **out, char *err, size_t err_cap);
+
+/* Frees a model. Accepts NULL. No session of this model may be alive. */
+void mica_model_free(mica_model *model);
+
+/* Architecture name ("llama", "qwen3"); borrowed, valid until mica_model_free. */
+const char *mica_model_arch(const mica_model *model);
+int32_t mica_model_n_vocab(const mica_model *model);
+int32_t mica_model_n_ctx_train(const mica_model *model);
+
+/*
+ * Writes a multi-line human-readable description (architecture,
+ * hyperparameters, tensor-type histogram, parameter count, file size, bytes
+ * read per generated token) into buf (NUL-terminated, truncated to cap).
+ * Returns the length the full text needs, excluding the NUL.
+ */
+size_t mica_model_describe(const mica_model *model, char *buf, size_t cap);
+
+/* ---- tokens ---- */
+
+/* Special token ids; -1 when the vocabulary has none. */
+int32_t mica_token_bos(const mica_model *model);
+int32_t mica_token_eos(const mica_model *model);
+/* True if generating `token` ends the generation (EOS, EOT and the like). */
+bool mica_token_is_eog(const mica_model *model, int32_t token);
+
+/*
+ * Tokenizes `len` bytes of `text`. With add_special the vocabulary's BOS/EOS
+ * rules apply (add_bos_token/add_eos_token); with parse_special, special-token
+ * text in the input becomes the special token.
+ * On success *out_ids is an array of *n_out ids allocated with malloc (free
+ * with free()). Returns MICA_OK, MICA_ERR_NOMEM, MICA_ERR_INVALID_ARG (text
+ * not valid for this vocabulary) or MICA_ERR_LIMIT (text over 64 MiB).
+ */
+mica_status mica_tokenize(const mica_model *model, const char *text, size_t len,
+                          bool add_special, bool parse_special,
+                          int32_t **out_ids, size_t *n_out);
+
+/*
+ * Writes the bytes `token` stands for into buf (not NUL-terminated) and
+ * returns their count, or the count needed if it exceeds cap. `prev` is the
+ * previous token in the stream or -1; it lets SentencePiece vocabularies drop
+ * the dummy-prefix space after BOS. Unknown ids give 0 bytes.
+ */
+size_t mica_token_to_piece(const mica_model *model, int32_t prev, int32_t token,
+                           char *buf, size_t cap);
+
+/* ---- session ---- */
+
+typedef struct mica_session mica_session;
+
+typedef struct mica_session_params {
+    int32_t n_ctx;     /* context length in tokens; 0 = the model's training context, capped at 4096 */
+    int32_t n_threads; /* worker threads; 0 = number of online CPUs */
+    int32_t n_batch;   /* prompt tokens evaluated per batch; 0 = 512 */
+} mica_session_params;
+
+mica_session_params mica_session_params_default(void);
+
+/*
+ * Creates a session over `model` (borrowed: the model must outlive the
+ * session). Allocates the KV cache and scratch for n_ctx tokens.
+ * Returns MICA_OK, MICA_ERR_NOMEM, MICA_ERR_INVALID_ARG (n_ctx or n_threads
+ * out of range) with a message in err.
+ */
+mica_status mica_session_create(mica_model *model, const mica_session_params *params,
+                                mica_session **out, char *err, size_t err_cap);
+
+/* Frees a session. Accepts NULL. */
+void mica_session_free(mica_session *s);
+
+/*
+ * Evaluates n tokens at positions n_past .. n_past+n-1 and appends them to
+ * the KV cache. If all_logits is not NULL it receives n × n_vocab floats,
+ * row-major, one row per token; otherwise only the last token's logits are
+ * kept (mica_session_logits).
+ * Returns MICA_OK, MICA_ERR_LIMIT (context full: nothing is evaluated),
+ * MICA_ERR_INVALID_ARG (a token id out of range), MICA_ERR_NOMEM.
+ */
+mica_status mica_session_decode(mica_session *s, const int32_t *tokens, int32_t n,
+                                float *all_logits);
+
+/* Logits of the last evaluated token (n_vocab floats), borrowed until the next decode. */
+const float *mica_session_logits(const mica_session *s);
+
+/* Number of tokens in the KV cache. */
+int32_t mica_session_n_past(const mica_session *s);
+int32_t mica_session_n_ctx(const mica_session *s);
+
+/* Drops every cached token. */
+void mica_session_reset(mica_session *s);
+
+/* Message of the last failed call on this session; "" if none. Borrowed. */
+const char *mica_session_errmsg(const mica_session *s);
+
+/* ---- sampler ---- */
+
+typedef struct mica_sampler mica_sampler;
+
+typedef struct mica_sampler_params {
+    float temperature;    /* <= 0: greedy (argmax); default 0.8 */
+    int32_t top_k;        /* keep the k most likely tokens; <= 0 disables; default 40 */
+    float top_p;          /* nucleus: smallest set with mass >= top_p; 1 disables; default 0.95 */
+    float min_p;          /* drop tokens with p < min_p * p_max; 0 disables; default 0.05 */
+    float repeat_penalty; /* CTRL-style penalty on recent tokens; 1 disables; default 1.0 */
+    int32_t repeat_last_n;/* how many recent tokens the penalty looks at; default 64 */
+    uint64_t seed;        /* RNG seed; the same seed gives the same tokens; default 0 */
+} mica_sampler_params;
+
+mica_sampler_params mica_sampler_params_default(void);
+
+/* Creates a sampler. Returns MICA_OK, MICA_ERR_NOMEM or MICA_ERR_INVALID_ARG. */
+mica_status mica_sampler_create(const mica_sampler_params *params, mica_sampler **out);
+void mica_sampler_free(mica_sampler *smp);
+
+/*
+ * Picks a token from n_vocab logits. The logits are not modified. Sampling
+ * order: repetition penalty, then greedy if temperature <= 0; otherwise
+ * top-k, temperature, softmax, top-p, min-p, and a draw from the seeded RNG.
+ */
+int32_t mica_sampler_sample(mica_sampler *smp, const float *logits, int32_t n_vocab);
+
+/* Records a token in the sampler's history (for the repetition penalty). */
+void mica_sampler_accept(mica_sampler *smp, int32_t token);
+
+/* ---- conversion ---- */
+
+/*
+ * Converts a llama2.c checkpoint (legacy version-0 .bin) and its tokenizer.bin
+ * into a GGUF file of architecture "llama" with a SentencePiece-style
+ * vocabulary. Returns MICA_OK, MICA_ERR_IO, MICA_ERR_FORMAT or MICA_ERR_NOMEM,
+ * with a message in err.
+ */
+mica_status mica_convert_llama2c(const char *checkpoint_path, const char *tokenizer_path,
+                                 const char *out_path, char *err, size_t err_cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MICA_H */

@@ -1,0 +1,201 @@
+/*
+ * model_api.c - the public model and token functions of mica.h: opening a
+ * GGUF file, choosing kernels, dispatching to the architecture, describing
+ * the model, and the tokenizer entry points. Layer: engine.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "model/model.h"
+
+mica_model_params mica_model_params_default(void) {
+    return (mica_model_params){.vocab_only = false};
+}
+
+void mica_model_free(mica_model *m) {
+    if (!m) return;
+    if (m->arch && m->arch->unload) m->arch->unload(m);
+    vocab_free(m->vocab);
+    gguf_close(m->gguf);
+    mica_free(m);
+}
+
+/* Parameters and per-token bytes: every tensor counts once; the token
+ * embedding contributes one row per token unless it doubles as the output. */
+static void model_count(mica_model *m) {
+    const gguf_tensor *emb = gguf_find_tensor(m->gguf, "token_embd.weight");
+    const bool tied = emb && !gguf_find_tensor(m->gguf, "output.weight");
+    for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->gguf, i);
+        uint64_t n = 1;
+        for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) n *= (uint64_t)t->ne[d];
+        m->n_params += n;
+        if (t == emb && !tied) m->bytes_per_token += t->ne[1] > 0 ? t->nbytes / (uint64_t)t->ne[1] : 0;
+        else m->bytes_per_token += t->nbytes;
+    }
+}
+
+mica_status mica_model_open(const char *path, const mica_model_params *params, mica_model **out,
+                            char *errbuf, size_t err_cap) {
+    mica_err err = {0};
+    mica_model_params p = params ? *params : mica_model_params_default();
+    if (!path || !out) {
+        mica_err_set(&err, MICA_ERR_INVALID_ARG, "mica_model_open: NULL argument");
+        mica_err_copy(&err, errbuf, err_cap);
+        return MICA_ERR_INVALID_ARG;
+    }
+    mica_status st;
+    mica_model *m = mica_calloc(1, sizeof *m);
+    if (!m) { st = mica_err_set(&err, MICA_ERR_NOMEM, "out of memory"); goto fail; }
+    cpu_features cpu;
+    cpu_features_detect(&cpu);
+    kern_table_init(&m->kt, kern_best_isa(&cpu));
+
+    if ((st = gguf_open(path, &m->gguf, &err))) goto fail;
+    gguf_str arch;
+    if ((st = gguf_require_str(m->gguf, "general.architecture", &arch, &err))) goto fail;
+    m->arch = arch_find(arch.ptr, (size_t)arch.len);
+    if (!m->arch && !p.vocab_only) {
+        st = mica_err_set(&err, MICA_ERR_UNSUPPORTED, "%s: architecture '%.*s' is not supported (supported: %s)",
+                          path, (int)MICA_MIN(arch.len, 64), arch.ptr, arch_names());
+        goto fail;
+    }
+    if (gguf_find(m->gguf, "tokenizer.ggml.model")) {
+        if ((st = vocab_load(m->gguf, &m->vocab, &err))) goto fail;
+    } else if (p.vocab_only) {
+        st = mica_err_set(&err, MICA_ERR_FORMAT, "%s: no tokenizer (tokenizer.ggml.model missing)", path);
+        goto fail;
+    }
+    model_count(m);
+    if (!p.vocab_only) {
+        if ((st = m->arch->load(m, &err))) goto fail;
+        if (m->vocab && vocab_n_tokens(m->vocab) > (int32_t)m->hp.n_vocab) {
+            st = mica_err_set(&err, MICA_ERR_FORMAT, "%s: tokenizer has %d tokens but token_embd only %u rows",
+                              path, vocab_n_tokens(m->vocab), m->hp.n_vocab);
+            goto fail;
+        }
+    } else {
+        m->arch = NULL; /* nothing bound: sessions cannot be created */
+    }
+    *out = m;
+    return MICA_OK;
+fail:
+    mica_err_copy(&err, errbuf, err_cap);
+    if (m && m->arch && m->arch_data == NULL) m->arch = NULL;
+    mica_model_free(m);
+    return st;
+}
+
+const char *mica_model_arch(const mica_model *m) { return m->arch ? m->arch->name : ""; }
+
+int32_t mica_model_n_vocab(const mica_model *m) {
+    if (m->arch) return (int32_t)m->hp.n_vocab;
+    return m->vocab ? vocab_n_tokens(m->vocab) : 0;
+}
+
+int32_t mica_model_n_ctx_train(const mica_model *m) { return (int32_t)m->hp.n_ctx_train; }
+
+/* ---- describe ---- */
+
+typedef struct text_out { char *buf; size_t cap, len; } text_out;
+
+__attribute__((format(printf, 2, 3))) static void outf(text_out *o, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[1024];
+    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (k < 0) return;
+    size_t n = MICA_MIN((size_t)k, sizeof tmp - 1);
+    if (o->len < o->cap) {
+        size_t room = o->cap - o->len - 1;
+        memcpy(o->buf + o->len, tmp, MICA_MIN(n, room));
+        o->buf[o->len + MICA_MIN(n, room)] = '\0';
+    }
+    o->len += n;
+}
+
+static void human_bytes(uint64_t b, char *buf, size_t cap) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int i = 0;
+    while (v >= 1024.0 && i < 4) { v /= 1024.0; i++; }
+    snprintf(buf, cap, i ? "%.2f %s" : "%.0f %s", v, u[i]);
+}
+
+size_t mica_model_describe(const mica_model *m, char *buf, size_t cap) {
+    text_out o = {buf, cap, 0};
+    if (buf && cap) buf[0] = '\0';
+    else o.cap = 0;
+    const gguf_ctx *g = m->gguf;
+    char hb[32];
+    gguf_str name = {0};
+    gguf_get_str(g, "general.name", &name, NULL);
+    outf(&o, "file:            %s\n", gguf_path(g));
+    human_bytes(gguf_file_size(g), hb, sizeof hb);
+    outf(&o, "file size:       %s (%" PRIu64 " bytes)\n", hb, gguf_file_size(g));
+    outf(&o, "gguf version:    %u, %" PRIu64 " tensors, %" PRIu64 " metadata keys\n", gguf_version(g),
+         gguf_n_tensors(g), gguf_n_kv(g));
+    if (name.ptr) outf(&o, "name:            %.*s\n", (int)MICA_MIN(name.len, 200), name.ptr);
+    if (m->arch) {
+        const model_hparams *hp = &m->hp;
+        outf(&o, "architecture:    %s\n", m->arch->name);
+        outf(&o, "n_vocab:         %u\n", hp->n_vocab);
+        outf(&o, "n_ctx_train:     %u\n", hp->n_ctx_train);
+        outf(&o, "n_embd:          %u\n", hp->n_embd);
+        outf(&o, "n_layer:         %u\n", hp->n_layer);
+        outf(&o, "n_head:          %u\n", hp->n_head);
+        outf(&o, "n_head_kv:       %u\n", hp->n_head_kv);
+        outf(&o, "head_dim:        %u (v %u)\n", hp->head_dim, hp->head_dim_v);
+        outf(&o, "n_ff:            %u\n", hp->n_ff);
+        outf(&o, "rope:            %s, %u dims, base %g\n", hp->rope_mode == ROPE_NEOX ? "neox" : "norm",
+             hp->n_rot, (double)hp->rope_theta);
+        outf(&o, "rms_eps:         %g\n", (double)hp->rms_eps);
+        uint64_t kv_tok = (uint64_t)hp->n_layer * hp->n_head_kv * (hp->head_dim + hp->head_dim_v) * sizeof(float);
+        outf(&o, "kv bytes/token:  %" PRIu64 " (f32)\n", kv_tok);
+    } else {
+        outf(&o, "architecture:    (vocabulary only)\n");
+    }
+    if (m->vocab) {
+        outf(&o, "tokenizer:       %s, %d tokens, bos %d, eos %d\n",
+             vocab_kind(m->vocab) == VOCAB_SPM ? "llama (SentencePiece)" : "gpt2 (byte-level BPE)",
+             vocab_n_tokens(m->vocab), vocab_bos(m->vocab), vocab_eos(m->vocab));
+    }
+    /* tensor-type histogram */
+    uint64_t count[MICA_DTYPE_COUNT] = {0}, bytes[MICA_DTYPE_COUNT] = {0};
+    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        if (t->type < MICA_DTYPE_COUNT) { count[t->type]++; bytes[t->type] += t->nbytes; }
+    }
+    outf(&o, "tensor types:   ");
+    for (int t = 0; t < MICA_DTYPE_COUNT; t++) {
+        if (!count[t]) continue;
+        human_bytes(bytes[t], hb, sizeof hb);
+        outf(&o, " %s x%" PRIu64 " (%s)", dtype_name((uint32_t)t), count[t], hb);
+    }
+    outf(&o, "\n");
+    outf(&o, "parameters:      %" PRIu64 " (%.3f B)\n", m->n_params, (double)m->n_params / 1e9);
+    human_bytes(m->bytes_per_token, hb, sizeof hb);
+    outf(&o, "bytes per token: %s (%" PRIu64 " bytes of weights read per generated token)\n", hb,
+         m->bytes_per_token);
+    outf(&o, "kernels:         %s\n", m->kt.name);
+    return o.len;
+}
+
+/* ---- tokens ---- */
+
+int32_t mica_token_bos(const mica_model *m) { return m->vocab ? vocab_bos(m->vocab) : -1; }
+int32_t mica_token_eos(const mica_model *m) { return m->vocab ? vocab_eos(m->vocab) : -1; }
+bool mica_token_is_eog(const mica_model *m, int32_t t) { return m->vocab && vocab_is_eog(m->vocab, t); }
+
+mica_status mica_tokenize(const mica_model *m, const char *text, size_t len, bool add_special,
+                          bool parse_special, int32_t **out_ids, size_t *n_out) {
+    if (!m->vocab || !out_ids || !n_out || (!text && len)) return MICA_ERR_INVALID_ARG;
+    return vocab_tokenize(m->vocab, text ? text : "", len, add_special, parse_special, out_ids, n_out, NULL);
+}
+
+size_t mica_token_to_piece(const mica_model *m, int32_t prev, int32_t token, char *buf, size_t cap) {
+    if (!m->vocab) return 0;
+    return vocab_token_to_piece(m->vocab, prev, token, buf, cap);
+}

@@ -1,0 +1,116 @@
+/*
+ * model.h - a loaded model: the GGUF file, hyperparameters, the weights bound
+ * to an architecture, and the architecture registry (layer: model; depends on
+ * base, gguf, tensor and text).
+ *
+ * Every architecture lives in its own file (arch_<name>.c) and is reached only
+ * through its arch_ops entry in arch.c: adding one touches its file and the
+ * registry, nothing else. An architecture's load() reads its hyperparameters,
+ * validates them (caps, divisibility) and binds every weight it uses with
+ * shape and type checks, so the forward pass never checks anything per token.
+ *
+ * Ownership: the model owns the gguf mapping, the vocabulary and the
+ * architecture's weight tables; weights are views into the mapping.
+ * Thread safety: immutable after mica_model_open; any number of sessions may
+ * run forward passes on one model concurrently.
+ */
+#ifndef MICA_MODEL_H
+#define MICA_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/threadpool.h"
+#include "gguf/gguf.h"
+#include "mica_internal.h"
+#include "tensor/kern.h"
+#include "tensor/ops.h"
+#include "text/tokenizer.h"
+
+#define MODEL_MAX_LAYERS 512
+#define MODEL_MAX_EMBD   (1 << 16)
+#define MODEL_MAX_HEADS  1024
+#define MODEL_MAX_HEAD_DIM 1024
+#define MODEL_MAX_FF     (1 << 20)
+#define MODEL_MAX_VOCAB  (1 << 22)
+
+/* Hyperparameters common to the dense transformer families. */
+typedef struct model_hparams {
+    uint32_t n_vocab;
+    uint32_t n_ctx_train;
+    uint32_t n_embd;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t head_dim;   /* q/k head size */
+    uint32_t head_dim_v; /* v head size */
+    uint32_t n_ff;
+    uint32_t n_rot;      /* rotary dims per head */
+    float rope_theta;
+    float rms_eps;
+    enum rope_mode rope_mode;
+} model_hparams;
+
+typedef struct mica_model mica_model;
+typedef struct arch_ops arch_ops;
+
+/*
+ * Per-session forward state of an architecture (KV cache, activation
+ * buffers). Created by arch_ops.state_create for n_ctx positions and batches
+ * of up to n_batch tokens; it borrows the session's thread pool.
+ */
+typedef struct arch_state arch_state;
+
+struct arch_ops {
+    const char *name; /* general.architecture value */
+    /* Reads hyperparameters and binds weights into m->arch_data (owned, freed by unload). */
+    mica_status (*load)(mica_model *m, mica_err *err);
+    void (*unload)(mica_model *m);
+    mica_status (*state_create)(const mica_model *m, mica_pool *pool, int32_t n_ctx,
+                                int32_t n_batch, arch_state **out, mica_err *err);
+    void (*state_free)(arch_state *st);
+    /*
+     * Evaluates n (<= n_batch) tokens at positions pos0.. and stores their K/V.
+     * logits: n x n_vocab floats if all_logits, else n_vocab floats for the last token.
+     * Preconditions: pos0 + n <= n_ctx, token ids < n_vocab (checked by the caller).
+     */
+    void (*forward)(const mica_model *m, arch_state *st, const int32_t *tokens, int32_t n,
+                    int32_t pos0, float *logits, bool all_logits);
+};
+
+struct mica_model {
+    gguf_ctx *gguf;
+    mica_vocab *vocab;          /* NULL only if the file has no tokenizer */
+    const arch_ops *arch;
+    model_hparams hp;
+    kern_table kt;              /* kernels chosen for this CPU at open */
+    void *arch_data;            /* the architecture's bound weights */
+    uint64_t n_params;          /* elements of all tensors */
+    uint64_t bytes_per_token;   /* weight bytes read to generate one token */
+};
+
+/* The architecture registered under `name`, or NULL. */
+const arch_ops *arch_find(const char *name, size_t len);
+
+/* Comma-separated names of the supported architectures (static). */
+const char *arch_names(void);
+
+/* ---- helpers for architecture files (weights.c) ---- */
+
+/*
+ * Binds tensor `name` as a view. Checks that it exists (unless optional, in
+ * which case a missing tensor leaves v->data NULL and returns MICA_OK), that
+ * its dims equal ne[0..n_dims-1] (trailing dims 1), and that the kernels can
+ * compute with its type (MICA_ERR_UNSUPPORTED naming the type otherwise).
+ * `float_only` requires F32 (norm weights, biases).
+ */
+mica_status weights_bind(const mica_model *m, tensor_view *v, const char *name, uint32_t n_dims,
+                         const int64_t *ne, bool optional, bool float_only, mica_err *err);
+
+/* Reads an `{arch}.suffix` u32 key into *out (absent: unchanged unless required). */
+mica_status hparams_u32(const mica_model *m, const char *suffix, uint32_t *out, bool required,
+                        mica_err *err);
+mica_status hparams_f32(const mica_model *m, const char *suffix, float *out, bool required,
+                        mica_err *err);
+
+#endif /* MICA_MODEL_H */

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test suite of `make check` against an already-built tree and
+# prints one summary line. Each suite prints its own "NAME: N passed, M failed".
+#   MICA_BUILD     build directory (default build)
+#   MICA_TESTDATA  shared test data (default ../shared/testdata)
+set -u
+cd "$(dirname "$0")/.."
+export MICA_BUILD=${MICA_BUILD:-build}
+export MICA_TESTDATA=${MICA_TESTDATA:-../shared/testdata}
+
+total_pass=0 total_fail=0
+run_suite() { # name, command...
+    local name=$1; shift
+    echo "== $name"
+    local out rc
+    out=$("$@" 2>&1 | tee /dev/stderr | grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    rc=${PIPESTATUS[0]}
+    local p f
+    p=$(sed -nE 's/.*: ([0-9]+) passed.*/\1/p' <<<"$out")
+    f=$(sed -nE 's/.*passed, ([0-9]+) failed.*/\1/p' <<<"$out")
+    p=${p:-0}; f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+}
+
+run_suite layering tools/check_layering.sh
+run_suite unit "$MICA_BUILD/test_unit"
+run_suite golden tests/scripts/golden.sh
+run_suite cli tests/scripts/cli_errors.sh
+run_suite oracle tests/scripts/oracle.sh
+
+echo "check: $total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mica needs to build and test, if any are
+# missing. Called by the make targets; safe to run again (does nothing when
+# everything is present).
+#
+#   build:  gcc, make, libpcre2-dev (pre-tokenizer regexes)
+#   tests:  python3-numpy (the independent reference forward pass)
+#   fuzz:   clang, libclang-rt-14-dev (libFuzzer, sanitizers)
+set -eu
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v make >/dev/null 2>&1 || need+=(make)
+[ -f /usr/include/pcre2.h ] || need+=(libpcre2-dev)
+/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need+=(python3-numpy)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+if command -v dpkg-query >/dev/null 2>&1; then
+    have_pkg libclang-rt-14-dev || have_pkg libclang-rt-dev || need+=(libclang-rt-14-dev)
+fi
+
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${need[*]}" >&2
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-deps: apt-get not found; please install: ${need[*]}" >&2
+    exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+        echo "install-deps: not root and no sudo; please install: ${need[*]}" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
