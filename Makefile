@@ -45,6 +45,8 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(WARN) $(CFLAGS) $(if $(findstring _avx512,$<),$(ISA_avx512),$(if $(findstring _avx2,$<),$(ISA_avx2))) -MMD -MP -c $< -o $@
 
+$(BUILD)/tests/%.o: CPPFLAGS_ALL += -Itests
+
 $(BUILD)/libmica.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

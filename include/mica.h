@@ -176,7 +176,7 @@ const char *mica_session_errmsg(const mica_session *s);
 typedef struct mica_sampler mica_sampler;
 
 typedef struct mica_sampler_params {
-    float temperature;    /* <= 0: greedy (argmax); default 0.8 */
+    float temperature;    /* 0: greedy (argmax); negative is invalid; default 0.8 */
     int32_t top_k;        /* keep the k most likely tokens; <= 0 disables; default 40 */
     float top_p;          /* nucleus: smallest set with mass >= top_p; 1 disables; default 0.95 */
     float min_p;          /* drop tokens with p < min_p * p_max; 0 disables; default 0.05 */
@@ -193,7 +193,7 @@ void mica_sampler_free(mica_sampler *smp);
 
 /*
  * Picks a token from n_vocab logits. The logits are not modified. Sampling
- * order: repetition penalty, then greedy if temperature <= 0; otherwise
+ * order: repetition penalty, then greedy if temperature is 0; otherwise
  * top-k, temperature, softmax, top-p, min-p, and a draw from the seeded RNG.
  */
 int32_t mica_sampler_sample(mica_sampler *smp, const float *logits, int32_t n_vocab);

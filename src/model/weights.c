@@ -17,15 +17,6 @@ mica_status weights_bind(const mica_model *m, tensor_view *v, const char *name, 
         if (optional) return MICA_OK;
         return mica_err_set(err, MICA_ERR_FORMAT, "%s: missing tensor '%s'", gguf_path(m->gguf), name);
     }
-    for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) {
-        int64_t want = d < n_dims ? ne[d] : 1;
-        if (t->ne[d] != want) {
-            return mica_err_set(err, MICA_ERR_FORMAT,
-                                "%s: tensor '%s' has shape [%" PRId64 ", %" PRId64 ", %" PRId64
-                                "], expected dim %u = %" PRId64,
-                                gguf_path(m->gguf), name, t->ne[0], t->ne[1], t->ne[2], d, want);
-        }
-    }
     if (float_only && t->type != MICA_DTYPE_F32) {
         return mica_err_set(err, MICA_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, expected F32",
                             gguf_path(m->gguf), name, dtype_name(t->type));
@@ -42,6 +33,15 @@ mica_status weights_bind(const mica_model *m, tensor_view *v, const char *name, 
         return mica_err_set(err, MICA_ERR_UNSUPPORTED, "%s: tensor '%s': row length %" PRId64
                             " is not a multiple of %u", gguf_path(m->gguf), name, t->ne[0],
                             vt ? vt->blck : 0);
+    }
+    for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) {
+        int64_t want = d < n_dims ? ne[d] : 1;
+        if (t->ne[d] != want) {
+            return mica_err_set(err, MICA_ERR_FORMAT,
+                                "%s: tensor '%s' has shape [%" PRId64 ", %" PRId64 ", %" PRId64
+                                "], expected dim %u = %" PRId64,
+                                gguf_path(m->gguf), name, t->ne[0], t->ne[1], t->ne[2], d, want);
+        }
     }
     uint64_t row_bytes = 0;
     if (!dtype_row_bytes(t->type, t->ne[0], &row_bytes)) {

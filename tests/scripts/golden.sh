@@ -29,8 +29,8 @@ if need "$D/tinystories/stories260K.bin" && need "$D/tinystories/tok512.bin" &&
             fi
         done
         # The ids run.c generated for the same prompt (tinystories/README.md).
-        want="432 383 286 261 376 298 315 421 395 317 426 338 401 396 267 337"
-        got=$("$B/mica" run -m "$T/stories260K.gguf" -p "Once upon a time" -n 16 --temp 0 --ids 2>/dev/null)
+        want="432 383 286 261 376 298 315 421 395 317 426 338 401 396 267 337 410 408 419 292 411 322 265 282 295 433 426 385 328 432 358 394 261 370 432 352 266 268 388 426 338 391 266 267 337 335 312 432 398 312 286 267 414 270 333 415 426 13 438 310 439 419 357 336 432 313 438 310 432 278 316 439 419 298 414 267 265 282 295 433 426 436 317 286 296 418 269 279 292 416 439 413 409 416 327 263 415 294 267 400 426 338 336 432 313 442 391 267 337 335 364 420 268 388 432 398 359 280 303 439 413 272 417 264"
+        got=$("$B/mica" run -m "$T/stories260K.gguf" --ids-in "1 403 407 261 378" -n 124 --temp 0 --ids 2>/dev/null)
         [ "$got" = "$want" ] && ok "stories260K greedy ids" || bad "stories260K greedy ids" "got '$got'"
         got=$("$B/mica" tokenize -m "$T/stories260K.gguf" -p "Once upon a time" 2>&1)
         [ "$got" = "1 403 407 261 378" ] && ok "stories260K prompt ids" || bad "stories260K prompt ids" "got '$got'"
