@@ -131,8 +131,7 @@ TEST(ops_matmul_types_threads_batches) {
 }
 
 TEST(ops_attention_matches_naive_gqa) {
-    enum { NT = 3, POS0 = 4, NH = 4, NKV = 2, HD = 8, HDV = 6 };
-    const int n_kv = POS0 + NT;
+    enum { NT = 3, POS0 = 4, NH = 4, NKV = 2, HD = 8, HDV = 6, n_kv = POS0 + NT };
     float q[NT * NH * HD], k[n_kv * NKV * HD], v[n_kv * NKV * HDV], out[NT * NH * HDV];
     fill_normal(q, NT * NH * HD, 1.0f);
     fill_normal(k, n_kv * NKV * HD, 1.0f);
