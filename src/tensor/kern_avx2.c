@@ -1,0 +1,297 @@
+/*
+ * kern_avx2.c - AVX2 + FMA + F16C kernels (layer: tensor). Compiled with
+ * -mavx2 -mfma -mf16c and reached only through kern_table_init on a CPU that
+ * has them. Every kernel is tested against kern_generic.c.
+ *
+ * Overrides: to_float of F16 and BF16 (bit-identical to the reference), and
+ * vec_dot of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K. Quantisation
+ * (from_float) stays generic, so activation rows are bit-identical on every
+ * ISA.
+ *
+ * Integer dot products use the unsigned x signed byte multiply
+ * (vpmaddubsw); its pair sums stay below 2^15 because one operand is at most
+ * 128 in magnitude and the other at most 63 (Q6_K), 15 (Q4_0, Q4_K) or the
+ * activation is in -127..127 (Q8_0 sign trick). Activation rows must come
+ * from the reference quantisers (q in -127..127, Q8_K bsums equal to the sums
+ * of qs): the K-quant kernels use bsums for the offset terms.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "tensor/kern.h"
+#include "tensor/quant_ref.h"
+
+static inline float avx2_hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float avx2_fp16(mica_fp16 h) { return _cvtsh_ss(h); }
+
+/* Sum of products of signed bytes, 4 consecutive products per int32 lane. */
+static inline __m256i avx2_dot_i8(__m256i x, __m256i y) {
+    __m256i ax = _mm256_sign_epi8(x, x);
+    __m256i sy = _mm256_sign_epi8(y, x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+static inline __m256 avx2_load_bf16(const mica_bf16 *p) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+/* ---- to_float ---- */
+
+static void avx2_f16_to_float(const void *vx, float *y, int64_t n) {
+    const mica_fp16 *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    }
+    for (; i < n; i++) y[i] = avx2_fp16(x[i]);
+}
+
+static void avx2_bf16_to_float(const void *vx, float *y, int64_t n) {
+    const mica_bf16 *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, avx2_load_bf16(x + i));
+    for (; i < n; i++) y[i] = quant_bf16_to_f32(x[i]);
+}
+
+/* ---- float dot products: 4 independent accumulators of 8 lanes ---- */
+
+static void avx2_dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
+    const float *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float sum = avx2_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += x[i] * y[i];
+    *s = sum;
+}
+
+static void avx2_dot_f16(int64_t n, float *s, const void *vx, const void *vy) {
+    const mica_fp16 *x = vx;
+    const float *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+#define AVX2_LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(AVX2_LDH(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(AVX2_LDH(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(AVX2_LDH(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(AVX2_LDH(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(AVX2_LDH(x + i), _mm256_loadu_ps(y + i), a0);
+#undef AVX2_LDH
+    float sum = avx2_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += avx2_fp16(x[i]) * y[i];
+    *s = sum;
+}
+
+static void avx2_dot_bf16(int64_t n, float *s, const void *vx, const void *vy) {
+    const mica_bf16 *x = vx;
+    const float *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(avx2_load_bf16(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(avx2_load_bf16(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(avx2_load_bf16(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(avx2_load_bf16(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(avx2_load_bf16(x + i), _mm256_loadu_ps(y + i), a0);
+    float sum = avx2_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += quant_bf16_to_f32(x[i]) * y[i];
+    *s = sum;
+}
+
+/* ---- 32-element blocks ---- */
+
+static void avx2_dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q8_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int64_t nb = n / QK8_0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m256i p0 = avx2_dot_i8(_mm256_loadu_si256((const __m256i *)x[b].qs),
+                                 _mm256_loadu_si256((const __m256i *)y[b].qs));
+        __m256i p1 = avx2_dot_i8(_mm256_loadu_si256((const __m256i *)x[b + 1].qs),
+                                 _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
+        __m256 d0 = _mm256_set1_ps(avx2_fp16(x[b].d) * avx2_fp16(y[b].d));
+        __m256 d1 = _mm256_set1_ps(avx2_fp16(x[b + 1].d) * avx2_fp16(y[b + 1].d));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), d0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), d1, a1);
+    }
+    for (; b < nb; b++) {
+        __m256i p = avx2_dot_i8(_mm256_loadu_si256((const __m256i *)x[b].qs),
+                                _mm256_loadu_si256((const __m256i *)y[b].qs));
+        __m256 d = _mm256_set1_ps(avx2_fp16(x[b].d) * avx2_fp16(y[b].d));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, a0);
+    }
+    *s = avx2_hsum_ps(_mm256_add_ps(a0, a1));
+}
+
+/* Unpacks the 16 bytes of a Q4_0 block into 32 signed values nib-8 in order. */
+static inline __m256i avx2_q4_0_unpack(const uint8_t *qs) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    v = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+    return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+}
+
+static void avx2_dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int64_t nb = n / QK4_0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m256i p0 = avx2_dot_i8(avx2_q4_0_unpack(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
+        __m256i p1 = avx2_dot_i8(avx2_q4_0_unpack(x[b + 1].qs),
+                                 _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
+        __m256 d0 = _mm256_set1_ps(avx2_fp16(x[b].d) * avx2_fp16(y[b].d));
+        __m256 d1 = _mm256_set1_ps(avx2_fp16(x[b + 1].d) * avx2_fp16(y[b + 1].d));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), d0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), d1, a1);
+    }
+    for (; b < nb; b++) {
+        __m256i p = avx2_dot_i8(avx2_q4_0_unpack(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
+        __m256 d = _mm256_set1_ps(avx2_fp16(x[b].d) * avx2_fp16(y[b].d));
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, a0);
+    }
+    *s = avx2_hsum_ps(_mm256_add_ps(a0, a1));
+}
+
+/* ---- K-quants ---- */
+
+/* The 8 scales and 8 mins of a Q4_K block as int16 (FORMATS 2.3 unpacking
+ * done four bytes at a time; x86 is little-endian). */
+static inline void avx2_q4_k_scales(const uint8_t *q, __m128i *sc, __m128i *mn) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
+    uint32_t s_lo = u0 & 0x3F3F3F3Fu, m_lo = u1 & 0x3F3F3F3Fu;
+    uint32_t s_hi = (u2 & 0x0F0F0F0Fu) | ((u0 >> 2) & 0x30303030u);
+    uint32_t m_hi = ((u2 >> 4) & 0x0F0F0F0Fu) | ((u1 >> 2) & 0x30303030u);
+    __m128i v = _mm_set_epi32((int)m_hi, (int)m_lo, (int)s_hi, (int)s_lo);
+    *sc = _mm_cvtepu8_epi16(v);
+    *mn = _mm_cvtepu8_epi16(_mm_srli_si128(v, 8));
+}
+
+/* Byte-shuffle index that broadcasts int16 lane k of each 128-bit half. */
+static inline __m256i avx2_bcast16_idx(int k) {
+    return _mm256_set1_epi16((short)(((2 * k + 1) << 8) | (2 * k)));
+}
+
+/*
+ * Q4_K x Q8_K. Per 64-element chunk c: low nibbles of qs[32c..32c+31] are
+ * sub-block 2c, high nibbles sub-block 2c+1; each is multiplied with its 32
+ * activations (vpmaddubsw, nibble unsigned) and weighted by its 6-bit scale
+ * (vpmaddwd; the scale broadcast by a byte shuffle). The min term
+ * sum_j bsums[j]*mn[j/2] pairs the bsums (vphaddw) and multiplies them with
+ * the 8 mins (vpmaddwd).
+ */
+static void avx2_dot_q4_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q4_k *x = vx;
+    const block_q8_k *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        __m128i sc, mn;
+        avx2_q4_k_scales(x[b].scales, &sc, &mn);
+        const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
+        const uint8_t *qs = x[b].qs;
+        const int8_t *q8 = y[b].qs;
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i lo = _mm256_and_si256(raw, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+            p0 = _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc2, avx2_bcast16_idx(2 * c)));
+            p1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc2, avx2_bcast16_idx(2 * c + 1)));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        __m256i bs = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+        __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        __m128i msum = _mm_madd_epi16(pairs, mn);
+        float d = avx2_fp16(x[b].d) * y[b].d;
+        float dmin = avx2_fp16(x[b].dmin) * y[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(msum), accm);
+    }
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = avx2_hsum_ps(acc) - _mm_cvtss_f32(m);
+}
+
+/*
+ * Q6_K x Q8_K. Per 128-element half h, the four 32-element groups g are
+ * rebuilt as unsigned 6-bit values u = q + 32 (low nibble from ql, two high
+ * bits from qh); sum sc*q*y = sum sc*u*y - 32 * sum_j sc_j*bsums[j].
+ */
+static void avx2_dot_q6_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q6_k *x = vx;
+    const block_q8_k *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2h = _mm256_set1_epi8(0x30);
+    /* bytes 0,1 repeated in the low 128-bit half, bytes 2,3 in the high half */
+    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                          2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        /* the 16 scales as int16; dword k holds the pair (2k, 2k+1) */
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[b].scales));
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[b].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[b].qh + 32 * h));
+            __m256i u[4];
+            u[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2h));
+            u[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2h));
+            u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2h));
+            u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2h));
+            for (int g = 0; g < 4; g++) {
+                const int8_t *q8 = y[b].qs + 128 * h + 32 * g;
+                __m256i p = _mm256_maddubs_epi16(u[g], _mm256_loadu_si256((const __m256i *)q8));
+                /* scale 8h+2g for the first 16 elements, 8h+2g+1 for the next 16 */
+                __m256i pair = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(4 * h + g));
+                __m256i scv = _mm256_shuffle_epi8(pair, pick);
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        __m256i bias = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[b].bsums));
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(bias, 5));
+        float d = avx2_fp16(x[b].d) * y[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = avx2_hsum_ps(acc);
+}
+
+void kern_avx2_fill(kern_table *t) {
+    t->isa = KERN_ISA_AVX2;
+    t->name = "avx2";
+    t->ops[MICA_DTYPE_F16].to_float = avx2_f16_to_float;
+    t->ops[MICA_DTYPE_BF16].to_float = avx2_bf16_to_float;
+    t->ops[MICA_DTYPE_F32].vec_dot = avx2_dot_f32;
+    t->ops[MICA_DTYPE_F16].vec_dot = avx2_dot_f16;
+    t->ops[MICA_DTYPE_BF16].vec_dot = avx2_dot_bf16;
+    t->ops[MICA_DTYPE_Q8_0].vec_dot = avx2_dot_q8_0;
+    t->ops[MICA_DTYPE_Q4_0].vec_dot = avx2_dot_q4_0;
+    t->ops[MICA_DTYPE_Q4_K].vec_dot = avx2_dot_q4_k;
+    t->ops[MICA_DTYPE_Q6_K].vec_dot = avx2_dot_q6_k;
+}

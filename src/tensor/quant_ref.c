@@ -1,0 +1,438 @@
+/*
+ * quant_ref.c - scalar reference conversions, dequantisation and
+ * quantisation (layer: tensor). Contracts in quant_ref.h; formulas from
+ * FORMATS.md 2.2-2.4.
+ */
+#include "tensor/quant_ref.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "mica_internal.h"
+
+/* ---- scalar conversions ---- */
+
+static uint32_t qr_f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float qr_bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float quant_fp16_to_f32(mica_fp16 h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1Fu;
+    uint32_t man = h & 0x3FFu;
+    if (exp == 0) {
+        /* zero or subnormal: man * 2^-24, exact in binary32 */
+        float v = (float)man * 0x1p-24f;
+        return qr_bits_f32(qr_f32_bits(v) | sign);
+    }
+    if (exp == 31) {
+        uint32_t bits = sign | 0x7F800000u | (man << 13);
+        if (man != 0) bits |= 0x00400000u; /* NaN: quiet */
+        return qr_bits_f32(bits);
+    }
+    return qr_bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+/* Shifts v right by s (1..31) rounding to nearest, ties to even. */
+static uint32_t qr_shift_rne(uint32_t v, unsigned s) {
+    uint32_t q = v >> s;
+    uint32_t rem = v & ((1u << s) - 1u);
+    uint32_t half = 1u << (s - 1);
+    if (rem > half || (rem == half && (q & 1u))) q++;
+    return q;
+}
+
+mica_fp16 quant_f32_to_fp16(float f) {
+    uint32_t u = qr_f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    u &= 0x7FFFFFFFu;
+    if (u > 0x7F800000u) return (mica_fp16)(sign | 0x7E00u); /* NaN */
+    uint32_t e = u >> 23;
+    uint32_t man = u & 0x7FFFFFu;
+    if (e >= 143) return (mica_fp16)(sign | 0x7C00u); /* >= 2^16, or infinity */
+    if (e >= 113) {
+        /* normal half: exponent e-112; a mantissa carry moves into the
+         * exponent field, up to 0x7C00 (infinity) for values >= 65520 */
+        uint32_t bits = ((e - 112u) << 10) + qr_shift_rne(man, 13);
+        return (mica_fp16)(sign | bits);
+    }
+    if (e < 102) return sign; /* < 2^-25: rounds to zero (2^-25 exactly needs e = 102) */
+    /* subnormal half: value = (man | 2^23) * 2^(e-150), unit 2^-24 */
+    uint32_t full = man | 0x800000u;
+    return (mica_fp16)(sign | qr_shift_rne(full, 126u - e));
+}
+
+float quant_bf16_to_f32(mica_bf16 h) { return qr_bits_f32((uint32_t)h << 16); }
+
+mica_bf16 quant_f32_to_bf16(float f) {
+    uint32_t u = qr_f32_bits(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (mica_bf16)((u >> 16) | 0x40u);
+    return (mica_bf16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* Round half to even for abs(f) <= 4194303: adding 1.5*2^23 leaves the
+ * rounded value in the low mantissa bits (no libm call, no rounding-mode
+ * dependence beyond the default round-to-nearest of float addition). */
+static inline int qr_nearest(float f) {
+    float v = f + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007FFFFF) - 0x00400000;
+}
+
+int quant_nearest_int(float f) { return qr_nearest(f); }
+
+/* Round half to even of f clamped to [lo, hi] (|lo|, |hi| small): safe for
+ * any finite f, unlike qr_nearest alone. */
+static inline int qr_round_clamp(float f, int lo, int hi) {
+    if (!(f > (float)lo)) return lo; /* also catches NaN */
+    if (f > (float)hi) return hi;
+    return qr_nearest(f);
+}
+
+void quant_fp16_to_f32_row(const mica_fp16 *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = quant_fp16_to_f32(x[i]);
+}
+
+void quant_f32_to_fp16_row(const float *x, mica_fp16 *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = quant_f32_to_fp16(x[i]);
+}
+
+void quant_bf16_to_f32_row(const mica_bf16 *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = quant_bf16_to_f32(x[i]);
+}
+
+void quant_f32_to_bf16_row(const float *x, mica_bf16 *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = quant_f32_to_bf16(x[i]);
+}
+
+/* ---- dequantisation ---- */
+
+void quant_dequantize_row_q4_0(const block_q4_0 *x, float *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK4_0 == 0);
+    for (int64_t b = 0; b < n / QK4_0; b++, y += QK4_0) {
+        float d = quant_fp16_to_f32(x[b].d);
+        for (int j = 0; j < QK4_0 / 2; j++) {
+            y[j] = (float)((x[b].qs[j] & 0x0F) - 8) * d;
+            y[j + QK4_0 / 2] = (float)((x[b].qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+void quant_dequantize_row_q8_0(const block_q8_0 *x, float *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK8_0 == 0);
+    for (int64_t b = 0; b < n / QK8_0; b++, y += QK8_0) {
+        float d = quant_fp16_to_f32(x[b].d);
+        for (int j = 0; j < QK8_0; j++) y[j] = (float)x[b].qs[j] * d;
+    }
+}
+
+void quant_q4_k_get_scale_min(const uint8_t *q, int j, uint8_t *sc, uint8_t *mn) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* Inverse of quant_q4_k_get_scale_min for all 8 sub-blocks (values 0..63). */
+static void qr_q4_k_pack_scales(const uint8_t sc[8], const uint8_t mn[8], uint8_t q[12]) {
+    for (int j = 0; j < 4; j++) {
+        q[j] = (uint8_t)(sc[j] | ((sc[j + 4] >> 4) << 6));
+        q[j + 4] = (uint8_t)(mn[j] | ((mn[j + 4] >> 4) << 6));
+        q[j + 8] = (uint8_t)((sc[j + 4] & 0x0F) | ((mn[j + 4] & 0x0F) << 4));
+    }
+}
+
+void quant_dequantize_row_q4_k(const block_q4_k *x, float *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK_K == 0);
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        float d = quant_fp16_to_f32(x[b].d);
+        float dmin = quant_fp16_to_f32(x[b].dmin);
+        const uint8_t *qs = x[b].qs;
+        for (int c = 0; c < QK_K / 64; c++, qs += 32) {
+            uint8_t sc, mn;
+            quant_q4_k_get_scale_min(x[b].scales, 2 * c, &sc, &mn);
+            float d1 = d * (float)sc, m1 = dmin * (float)mn;
+            quant_q4_k_get_scale_min(x[b].scales, 2 * c + 1, &sc, &mn);
+            float d2 = d * (float)sc, m2 = dmin * (float)mn;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(qs[l] & 0x0F) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(qs[l] >> 4) - m2;
+        }
+    }
+}
+
+void quant_dequantize_row_q6_k(const block_q6_k *x, float *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK_K == 0);
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        float d = quant_fp16_to_f32(x[b].d);
+        for (int i = 0; i < QK_K; i++) {
+            int h = i / 128, r = i % 128, g = r / 32, l = r % 32;
+            uint8_t lb = x[b].ql[64 * h + l + (g & 1) * 32];
+            int low4 = g < 2 ? (lb & 0x0F) : (lb >> 4);
+            int high2 = (x[b].qh[32 * h + l] >> (2 * g)) & 3;
+            int q = (low4 | (high2 << 4)) - 32;
+            y[i] = d * (float)x[b].scales[i / 16] * (float)q;
+        }
+        y += QK_K;
+    }
+}
+
+void quant_dequantize_row_q8_k(const block_q8_k *x, float *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK_K == 0);
+    for (int64_t b = 0; b < n / QK_K; b++, y += QK_K) {
+        for (int j = 0; j < QK_K; j++) y[j] = x[b].d * (float)x[b].qs[j];
+    }
+}
+
+/* ---- activation quantisers ---- */
+
+void quant_quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK8_0 == 0);
+    for (int64_t b = 0; b < n / QK8_0; b++, x += QK8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; j++) {
+            float ax = fabsf(x[j]);
+            amax = ax > amax ? ax : amax;
+        }
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = quant_f32_to_fp16(d);
+        for (int j = 0; j < QK8_0; j++) y[b].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+void quant_quantize_row_q8_k(const float *x, block_q8_k *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK_K == 0);
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK_K; j++) {
+            float ax = fabsf(x[j]);
+            if (ax > amax) {
+                amax = ax;
+                max = x[j];
+            }
+        }
+        memset(y[b].bsums, 0, sizeof y[b].bsums);
+        if (amax == 0.0f) {
+            y[b].d = 0.0f;
+            memset(y[b].qs, 0, sizeof y[b].qs);
+            continue;
+        }
+        float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++) {
+            int v = qr_nearest(iscale * x[j]);
+            y[b].qs[j] = (int8_t)MICA_MIN(127, v);
+        }
+        for (int j = 0; j < QK_K / 16; j++) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) sum += y[b].qs[16 * j + i];
+            y[b].bsums[j] = (int16_t)sum;
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
+
+/* ---- weight quantisers ---- */
+
+/*
+ * Symmetric fit of m values onto integer levels qmin..qmax with one scale s
+ * (value = s*q). Candidates map the largest-magnitude element onto
+ * qmin*(1 + 0.03t) for t = -ntry..3*ntry (from slightly inside the level
+ * range to well outside it, i.e. clipping the extremes) and onto qmax. Each
+ * candidate rounds onto the levels and takes the least-squares scale for
+ * those levels, s = sum(x q)/sum(q q), whose squared error is
+ * sum(x x) - sum(x q)^2/sum(q q); rounding again with s can only lower it.
+ * Returns the s of the smallest such error (0 for an all-zero input).
+ */
+static float qr_fit_symmetric(const float *x, int m, int qmin, int qmax, int ntry) {
+    float amax = 0.0f, max = 0.0f;
+    for (int i = 0; i < m; i++) {
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    }
+    if (amax == 0.0f) return 0.0f;
+    float best_s = max / (float)qmin;
+    double best_gain = -1.0; /* sum(x q)^2 / sum(q q): the error reduction to maximise */
+    for (int t = -ntry; t <= 3 * ntry + 1; t++) {
+        float target = t <= 3 * ntry ? (float)qmin * (1.0f + 0.03f * (float)t) : (float)qmax;
+        float iscale = target / max;
+        double sxq = 0.0, sqq = 0.0;
+        for (int i = 0; i < m; i++) {
+            int q = qr_round_clamp(iscale * x[i], qmin, qmax);
+            sxq += (double)x[i] * q;
+            sqq += (double)q * q;
+        }
+        if (sqq == 0.0) continue;
+        double gain = sxq * sxq / sqq;
+        if (gain > best_gain) {
+            best_gain = gain;
+            best_s = (float)(sxq / sqq);
+        }
+    }
+    return best_s;
+}
+
+/*
+ * Q4_0: per block of 32, the scale d from qr_fit_symmetric over levels
+ * -8..7, rounded to fp16; then q = clamp(round(x/d), -8, 7) + 8 with that
+ * stored d.
+ */
+void quant_quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK4_0 == 0);
+    for (int64_t b = 0; b < n / QK4_0; b++, x += QK4_0) {
+        float s = qr_fit_symmetric(x, QK4_0, -8, 7, 4);
+        y[b].d = quant_f32_to_fp16(s);
+        float d = quant_fp16_to_f32(y[b].d);
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint8_t q[QK4_0];
+        for (int j = 0; j < QK4_0; j++) {
+            q[j] = (uint8_t)(qr_round_clamp(x[j] * id, -8, 7) + 8);
+        }
+        for (int j = 0; j < QK4_0 / 2; j++) y[b].qs[j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+    }
+}
+
+/*
+ * Asymmetric fit of 32 values as s*q - m with q in 0..15, s >= 0, m >= 0
+ * (the Q4_K sub-block model: the offset can only be negative or zero).
+ * Starts from the range [min(x,0), max(x)]; candidates stretch the level
+ * count 15 by -1..+1 in steps of 0.1; each rounds the levels, then refits
+ * (s, -m) by least squares on the 2x2 normal equations (with m clamped to 0
+ * and s refitted if the fit wants a positive offset). Keeps the pair with the
+ * smallest squared error for its levels.
+ */
+static void qr_fit_affine(const float *x, float *out_s, float *out_m) {
+    enum { M = 32 };
+    float lo = 0.0f, hi = x[0];
+    for (int i = 0; i < M; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    if (hi <= lo) { /* constant non-positive block: s = 0, m = -lo */
+        *out_s = 0.0f;
+        *out_m = -lo;
+        return;
+    }
+    float best_s = (hi - lo) / 15.0f, best_m = -lo;
+    double best_err = INFINITY;
+    for (int t = -10; t <= 10; t++) {
+        float iscale = (15.0f + 0.1f * (float)t) / (hi - lo);
+        double sq = 0, sqq = 0, sx = 0, sxq = 0;
+        int q[M];
+        for (int i = 0; i < M; i++) {
+            q[i] = qr_round_clamp(iscale * (x[i] - lo), 0, 15);
+            sq += q[i];
+            sqq += (double)q[i] * q[i];
+            sx += x[i];
+            sxq += (double)x[i] * q[i];
+        }
+        double det = M * sqq - sq * sq;
+        if (det <= 0) continue;
+        double s = (M * sxq - sq * sx) / det;
+        double off = (sqq * sx - sq * sxq) / det; /* x ~ s*q + off */
+        if (off > 0) {
+            off = 0;
+            s = sxq / sqq;
+        }
+        if (s <= 0) continue;
+        /* error with these levels; rounding again with (s, off) can only lower it */
+        double err = 0;
+        for (int i = 0; i < M; i++) {
+            double e = s * q[i] + off - x[i];
+            err += e * e;
+        }
+        if (err < best_err) {
+            best_err = err;
+            best_s = (float)s;
+            best_m = (float)-off;
+        }
+    }
+    *out_s = best_s;
+    *out_m = best_m;
+}
+
+/*
+ * Q4_K: each 32-element sub-block gets (s_j, m_j) from qr_fit_affine; the
+ * super-block scales are d = max(s_j)/63 and dmin = max(m_j)/63 (stored as
+ * fp16), the 6-bit codes sc_j = round(s_j/d), mn_j = round(m_j/dmin); the
+ * nibbles are then chosen against the stored, rounded scales:
+ * q = clamp(round((x + dmin*mn_j) / (d*sc_j)), 0, 15).
+ */
+void quant_quantize_row_q4_k(const float *x, block_q4_k *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK_K == 0);
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
+        float s[8], m[8], smax = 0.0f, mmax = 0.0f;
+        for (int j = 0; j < 8; j++) {
+            qr_fit_affine(x + 32 * j, &s[j], &m[j]);
+            smax = fmaxf(smax, s[j]);
+            mmax = fmaxf(mmax, m[j]);
+        }
+        y[b].d = quant_f32_to_fp16(smax / 63.0f);
+        y[b].dmin = quant_f32_to_fp16(mmax / 63.0f);
+        float d = quant_fp16_to_f32(y[b].d), dmin = quant_fp16_to_f32(y[b].dmin);
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) {
+            sc[j] = (uint8_t)(d > 0.0f ? qr_round_clamp(s[j] / d, 0, 63) : 0);
+            mn[j] = (uint8_t)(dmin > 0.0f ? qr_round_clamp(m[j] / dmin, 0, 63) : 0);
+        }
+        qr_q4_k_pack_scales(sc, mn, y[b].scales);
+        uint8_t q[QK_K];
+        for (int j = 0; j < 8; j++) {
+            float ds = d * (float)sc[j], dm = dmin * (float)mn[j];
+            float ids = ds > 0.0f ? 1.0f / ds : 0.0f;
+            for (int i = 0; i < 32; i++) q[32 * j + i] = (uint8_t)qr_round_clamp((x[32 * j + i] + dm) * ids, 0, 15);
+        }
+        for (int c = 0; c < QK_K / 64; c++) {
+            for (int l = 0; l < 32; l++) {
+                y[b].qs[32 * c + l] = (uint8_t)(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+            }
+        }
+    }
+}
+
+/*
+ * Q6_K: each 16-element sub-block gets a signed scale s_j from
+ * qr_fit_symmetric over levels -32..31; d = max|s_j|/127 (fp16) and the int8
+ * codes sc_j = round(s_j/d) in -127..127; then q = clamp(round(x/(d*sc_j)),
+ * -32, 31) against the stored scales, stored as q+32 split into ql/qh.
+ */
+void quant_quantize_row_q6_k(const float *x, block_q6_k *y, int64_t n) {
+    MICA_DEBUG_ASSERT(n % QK_K == 0);
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
+        float s[16], amax = 0.0f;
+        for (int j = 0; j < 16; j++) {
+            s[j] = qr_fit_symmetric(x + 16 * j, 16, -32, 31, 4);
+            amax = fmaxf(amax, fabsf(s[j]));
+        }
+        y[b].d = quant_f32_to_fp16(amax / 127.0f);
+        float d = quant_fp16_to_f32(y[b].d);
+        uint8_t q[QK_K];
+        for (int j = 0; j < 16; j++) {
+            y[b].scales[j] = (int8_t)(d > 0.0f ? qr_round_clamp(s[j] / d, -127, 127) : 0);
+            float ds = d * (float)y[b].scales[j];
+            float ids = ds != 0.0f ? 1.0f / ds : 0.0f;
+            for (int i = 0; i < 16; i++) q[16 * j + i] = (uint8_t)(qr_round_clamp(x[16 * j + i] * ids, -32, 31) + 32);
+        }
+        memset(y[b].ql, 0, sizeof y[b].ql);
+        memset(y[b].qh, 0, sizeof y[b].qh);
+        for (int i = 0; i < QK_K; i++) {
+            int h = i / 128, r = i % 128, g = r / 32, l = r % 32;
+            uint8_t *lb = &y[b].ql[64 * h + l + (g & 1) * 32];
+            *lb |= (uint8_t)(g < 2 ? (q[i] & 0x0F) : ((q[i] & 0x0F) << 4));
+            y[b].qh[32 * h + l] |= (uint8_t)((q[i] >> 4) << (2 * g));
+        }
+    }
+}
