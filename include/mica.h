@@ -107,8 +107,9 @@ bool mica_token_is_eog(const mica_model *model, int32_t token);
  * rules apply (add_bos_token/add_eos_token); with parse_special, special-token
  * text in the input becomes the special token.
  * On success *out_ids is an array of *n_out ids allocated with malloc (free
- * with free()). Returns MICA_OK, MICA_ERR_NOMEM, MICA_ERR_INVALID_ARG (text
- * not valid for this vocabulary) or MICA_ERR_LIMIT (text over 64 MiB).
+ * with free()). Invalid UTF-8 is tokenized byte by byte, never refused.
+ * Returns MICA_OK, MICA_ERR_NOMEM, MICA_ERR_INVALID_ARG (model without a
+ * vocabulary) or MICA_ERR_LIMIT (text over 64 MiB).
  */
 mica_status mica_tokenize(const mica_model *model, const char *text, size_t len,
                           bool add_special, bool parse_special,

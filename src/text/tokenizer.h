@@ -70,11 +70,13 @@ enum vocab_token_type vocab_token_type(const mica_vocab *v, int32_t id);
 
 /*
  * Tokenizes len bytes of text. add_special: prepend BOS / append EOS per the
- * vocabulary's add_bos/add_eos. parse_special: control and user-defined token
- * texts in the input become those tokens (otherwise they are plain text).
+ * vocabulary's add_bos/add_eos. parse_special: control and unknown token
+ * texts in the input become those tokens (otherwise they are plain text);
+ * user-defined token texts always do, as in the reference tokenizers.
+ * Invalid UTF-8 is never an error: BPE keeps each invalid byte (pre-tokenized
+ * as U+FFFD), SPM falls back to its <0xNN> token.
  * On success *ids is a mica_malloc'd array of *n ids (free with mica_free).
- * Returns MICA_OK, MICA_ERR_LIMIT (text over VOCAB_MAX_TEXT), MICA_ERR_NOMEM,
- * MICA_ERR_INVALID_ARG (text is not valid UTF-8 where the family needs it).
+ * Returns MICA_OK, MICA_ERR_LIMIT (text over VOCAB_MAX_TEXT) or MICA_ERR_NOMEM.
  */
 mica_status vocab_tokenize(const mica_vocab *v, const char *text, size_t len, bool add_special,
                            bool parse_special, int32_t **ids, size_t *n, mica_err *err);
