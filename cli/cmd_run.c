@@ -118,6 +118,7 @@ static bool prompt_ids(const run_opts *o, const mica_model *m, int32_t **ids, in
         }
         if (len == 0) {
             free(*ids);
+            *ids = NULL;
             cli_error("the prompt is empty and the model adds no BOS token");
             return false;
         }
@@ -127,6 +128,7 @@ static bool prompt_ids(const run_opts *o, const mica_model *m, int32_t **ids, in
         if ((*ids)[i] >= mica_model_n_vocab(m)) {
             cli_error("token id %d out of range (n_vocab %d)", (*ids)[i], mica_model_n_vocab(m));
             free(*ids);
+            *ids = NULL;
             return false;
         }
     }

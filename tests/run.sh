@@ -9,13 +9,16 @@ export MICA_BUILD=${MICA_BUILD:-build}
 export MICA_TESTDATA=${MICA_TESTDATA:-../shared/testdata}
 
 total_pass=0 total_fail=0
+mkdir -p "$MICA_BUILD/test-tmp"
 run_suite() { # name, command...
     local name=$1; shift
+    local log="$MICA_BUILD/test-tmp/suite-$name.log"
     echo "== $name"
-    local out rc
-    out=$("$@" 2>&1 | tee /dev/stderr | grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
-    rc=${PIPESTATUS[0]}
-    local p f
+    "$@" >"$log" 2>&1
+    local rc=$?
+    cat "$log"
+    local out p f
+    out=$(grep -aE '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
     p=$(sed -nE 's/.*: ([0-9]+) passed.*/\1/p' <<<"$out")
     f=$(sed -nE 's/.*passed, ([0-9]+) failed.*/\1/p' <<<"$out")
     p=${p:-0}; f=${f:-0}

@@ -45,7 +45,7 @@ expect_error "no model"                "\-m"                   "$B/mica" run -p 
 expect_error "token id out of range"   "out of range"          "$B/mica" logits -m "$M" --ids "1 999999" -o "$T/l.bin"
 expect_error "logits without -o"       "\-o"                   "$B/mica" logits -m "$M" --ids "1 2"
 expect_error "convert missing ckpt"    "no-such"               "$B/mica" convert llama2c "$T/no-such.bin" "$D/tinystories/tok512.bin" -o "$T/x.gguf"
-expect_error "convert bad ckpt"        "size|match|truncat|invalid" "$B/mica" convert llama2c "$T/text.gguf" "$D/tinystories/tok512.bin" -o "$T/x.gguf"
+expect_error "convert bad ckpt"        "size|match|truncat|invalid|outside|range" "$B/mica" convert llama2c "$T/text.gguf" "$D/tinystories/tok512.bin" -o "$T/x.gguf"
 
 # --help and --version succeed.
 for c in "--help" "--version" "run --help" "logits --help" "info --help" "tokenize --help" "convert --help"; do
