@@ -1,0 +1,87 @@
+/*
+ * gen.h - random-weight GGUF test models (layer: convert; uses gguf's writer
+ * and the tensor kernels' quantisers). Driven by tools/mica-gen.c and by unit
+ * tests that need a model file.
+ *
+ * A preset fixes the architecture and shapes. The weights are a pure function
+ * of (seed, tensor name, element index), so one seed gives the same
+ * underlying floats whatever the storage type: an F32 file and a Q4_K file of
+ * the same seed hold the same weights, once rounded and once exact. (The
+ * normals go through libm's log/sin/cos, so bit-identical files across
+ * machines assume the same libm.)
+ *
+ * Distributions (see TESTING_NOTES.md for why the residual branches are
+ * scaled):
+ *   2-D projections        N(0, 1/fan_in), fan_in = ne[0]
+ *   attn_output, ffn_down  N(0, 1/fan_in) * 1/sqrt(2 * n_layer)
+ *   token_embd             N(0, GEN_EMBD_STD^2)
+ *   output (untied)        N(0, GEN_LOGIT_STD^2/fan_in): logits of std ~GEN_LOGIT_STD
+ *   norm weights           1 + N(0, 0.05^2)
+ *   output_norm (tied)     +-(1 + N(0, 0.05^2)) * GEN_LOGIT_STD/(GEN_EMBD_STD*sqrt(n_embd)),
+ *                          random signs: logits of std ~GEN_LOGIT_STD that do
+ *                          not simply echo the input token (see gen.c)
+ *   biases                 N(0, 0.1^2)
+ * Norm weights and biases are always F32. Every 2-D matrix (token_embd and
+ * output included) is stored in the requested type; a matrix whose row
+ * length is not a multiple of that type's block (K-quants: 256) is stored
+ * as Q8_0 instead.
+ *
+ * Vocabulary: copied from a GGUF file (every tokenizer.* key; its token count
+ * becomes n_vocab) or synthesised: SentencePiece-style for llama presets,
+ * GPT-2 byte-level BPE with merges and ChatML control tokens for qwen presets.
+ */
+#ifndef MICA_GEN_H
+#define MICA_GEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mica_internal.h"
+
+#define GEN_EMBD_STD  1.0f
+#define GEN_LOGIT_STD 3.0f
+
+enum gen_vocab_kind { GEN_VOCAB_SPM = 1, GEN_VOCAB_BPE = 2 };
+
+typedef struct gen_preset {
+    const char *name;  /* "tiny-llama" */
+    const char *arch;  /* general.architecture: "llama", "qwen2", "qwen3" */
+    const char *about; /* one line for --list */
+    uint32_t n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
+    float rope_base, rms_eps;
+    bool tied;      /* no output tensor: the loader reuses token_embd */
+    bool qk_norm;   /* blk.N.attn_q_norm / attn_k_norm [head_dim] (qwen3) */
+    bool qkv_bias;  /* blk.N.attn_{q,k,v}.bias (qwen2) */
+    bool is_tiny;   /* with a vocabulary file, adopt its token count */
+    enum gen_vocab_kind vocab;
+} gen_preset;
+
+size_t gen_preset_count(void);
+const gen_preset *gen_preset_at(size_t i);
+/* The preset with this name, or NULL. */
+const gen_preset *gen_preset_find(const char *name);
+
+/* True for the storage types the generator writes: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K. */
+bool gen_type_supported(uint32_t type);
+
+/* The type a matrix with rows of ne0 elements gets when `requested` is asked for. */
+uint32_t gen_matrix_type(uint32_t requested, int64_t ne0);
+
+typedef struct gen_params {
+    const char *preset;     /* preset name */
+    uint32_t type;          /* enum mica_dtype for the 2-D matrices */
+    uint64_t seed;
+    const char *vocab_path; /* GGUF to copy tokenizer.* from; NULL: synthesise */
+} gen_params;
+
+/*
+ * Writes the model to out_path (through out_path.tmp, renamed at the end).
+ * Tensor data is generated tensor by tensor while writing. Returns MICA_OK,
+ * MICA_ERR_INVALID_ARG (unknown preset or type, vocabulary size mismatch for
+ * a full-size preset), MICA_ERR_IO/FORMAT (vocabulary file), MICA_ERR_UNSUPPORTED
+ * (a tokenizer value the writer cannot store), MICA_ERR_NOMEM; message in err.
+ */
+mica_status gen_write(const gen_params *p, const char *out_path, mica_err *err);
+
+#endif /* MICA_GEN_H */

@@ -1,0 +1,96 @@
+/*
+ * mica-gen - writes random-weight GGUF test models (see src/convert/gen.h).
+ *
+ *   mica-gen --preset NAME [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q6_K] [--seed N]
+ *            [--vocab VOCAB.gguf] -o OUT.gguf
+ *   mica-gen --list
+ *
+ * Prints nothing on stdout except the --list table; an error is one line on
+ * stderr and exit status 1.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert/gen.h"
+#include "tensor/dtype.h"
+
+static int gen_cli_usage(void) {
+    fprintf(stderr, "usage: mica-gen --preset NAME [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q6_K] "
+                    "[--seed N] [--vocab VOCAB.gguf] -o OUT.gguf | mica-gen --list\n");
+    return 1;
+}
+
+static void gen_cli_list(void) {
+    for (size_t i = 0; i < gen_preset_count(); i++) {
+        const gen_preset *p = gen_preset_at(i);
+        printf("%-15s %s\n", p->name, p->about);
+    }
+}
+
+/* dtype id of a type name among the generated ones, or MICA_DTYPE_COUNT. */
+static uint32_t gen_cli_type(const char *s) {
+    for (uint32_t t = 0; t < MICA_DTYPE_COUNT; t++)
+        if (gen_type_supported(t) && strcmp(dtype_name(t), s) == 0) return t;
+    return MICA_DTYPE_COUNT;
+}
+
+int main(int argc, char **argv) {
+    gen_params p = {.type = MICA_DTYPE_F32};
+    const char *out = NULL;
+    for (int i = 1; i < argc; i += 2) { /* options come in (name, value) pairs */
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--list") == 0) {
+            gen_cli_list();
+            return 0;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return gen_cli_usage();
+        static const char *const known[] = {"--preset", "--type", "--seed", "--vocab", "-o", "--output"};
+        bool is_known = false;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) is_known |= strcmp(a, known[k]) == 0;
+        if (!is_known) {
+            fprintf(stderr, "mica-gen: unknown argument '%s'\n", a);
+            return 1;
+        }
+        if (!v) {
+            fprintf(stderr, "mica-gen: %s needs a value\n", a);
+            return 1;
+        }
+        if (strcmp(a, "--preset") == 0) {
+            p.preset = v;
+        } else if (strcmp(a, "--type") == 0) {
+            p.type = gen_cli_type(v);
+            if (p.type == MICA_DTYPE_COUNT) {
+                fprintf(stderr, "mica-gen: unknown --type '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)\n", v);
+                return 1;
+            }
+        } else if (strcmp(a, "--seed") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 0);
+            if (errno || *end || !*v || v[0] == '-') {
+                fprintf(stderr, "mica-gen: bad --seed '%s'\n", v);
+                return 1;
+            }
+            p.seed = s;
+        } else if (strcmp(a, "--vocab") == 0) {
+            p.vocab_path = v;
+        } else {
+            out = v; /* -o, --output */
+        }
+    }
+    if (!p.preset || !out) return gen_cli_usage();
+    if (!gen_preset_find(p.preset)) {
+        fprintf(stderr, "mica-gen: unknown preset '%s' (see --list)\n", p.preset);
+        return 1;
+    }
+    mica_err err = {MICA_OK, ""};
+    if (gen_write(&p, out, &err) != MICA_OK) {
+        fprintf(stderr, "mica-gen: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
