@@ -4,7 +4,8 @@
 # everything is present).
 #
 #   build:  gcc, make, libpcre2-dev (pre-tokenizer regexes)
-#   tests:  python3-numpy (the independent reference forward pass)
+#   tests:  python3-numpy (the independent reference forward pass),
+#           python3-jinja2 (the reference chat-template renderer)
 #   fuzz:   clang, libclang-rt-14-dev (libFuzzer, sanitizers)
 set -eu
 
@@ -15,6 +16,7 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/pcre2.h ] || need+=(libpcre2-dev)
 /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need+=(python3-numpy)
+/usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || need+=(python3-jinja2)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 if command -v dpkg-query >/dev/null 2>&1; then
     have_pkg libclang-rt-14-dev || have_pkg libclang-rt-dev || need+=(libclang-rt-14-dev)
