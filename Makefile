@@ -16,7 +16,7 @@ ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
 CPPFLAGS_ALL := -D_GNU_SOURCE -Iinclude -Isrc $(CPPFLAGS)
-LDLIBS  := -lpcre2-8 -lpthread -lm
+LDLIBS  := -lpcre2-8 -lutf8proc -lpthread -lm
 BUILD   ?= build
 TESTDATA ?= ../shared/testdata
 FUZZ_SECONDS ?= 60

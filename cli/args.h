@@ -38,9 +38,11 @@ bool cli_parse_ids(const char *opt, const char *s, int32_t **ids, int32_t *n);
 double cli_now(void);
 
 int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif /* MICA_CLI_ARGS_H */

@@ -13,10 +13,12 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  run       generate text from a prompt\n"
+    "  chat      chat with a model in the terminal\n"
     "  logits    write every position's logits of a prompt to a file\n"
     "  info      describe a GGUF model\n"
     "  tokenize  print the token ids of a text\n"
     "  convert   convert a model from another format to GGUF\n"
+    "  bench     measure prompt and generation speed (and memory bandwidth)\n"
     "\n"
     "  mica COMMAND --help   options of a command\n"
     "  mica --version        print the version\n";
@@ -36,9 +38,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 2, argv + 2);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 2, argv + 2);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
     return cli_error("unknown command '%s' (see mica --help)", cmd);
 }

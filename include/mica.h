@@ -87,6 +87,23 @@ int32_t mica_model_n_vocab(const mica_model *model);
 int32_t mica_model_n_ctx_train(const mica_model *model);
 
 /*
+ * Number of weight elements of the model: the product of the dimensions of
+ * every tensor in the file, summed (tied embeddings count once).
+ * Thread-safe (reads immutable fields).
+ */
+uint64_t mica_model_n_params(const mica_model *model);
+
+/*
+ * Bytes of weights the forward pass reads to generate one token: every
+ * tensor's stored size, except that the token embedding contributes a single
+ * row when a separate output matrix exists (it is only gathered, not
+ * multiplied). KV-cache traffic is not included. This is the numerator of a
+ * decode-speed roofline: tokens/s <= memory bandwidth / bytes_per_token.
+ * Thread-safe (reads immutable fields).
+ */
+uint64_t mica_model_bytes_per_token(const mica_model *model);
+
+/*
  * Writes a multi-line human-readable description (architecture,
  * hyperparameters, tensor-type histogram, parameter count, file size, bytes
  * read per generated token) into buf (NUL-terminated, truncated to cap).
@@ -123,6 +140,86 @@ mica_status mica_tokenize(const mica_model *model, const char *text, size_t len,
  */
 size_t mica_token_to_piece(const mica_model *model, int32_t prev, int32_t token,
                            char *buf, size_t cap);
+
+/*
+ * Streaming detokenizer: turns generated tokens into text a terminal or an
+ * SSE stream can print piece by piece without splitting a UTF-8 character.
+ * Each token's piece (mica_token_to_piece, with the previous pushed token as
+ * `prev`; control tokens give their text) is queued; the queued bytes are
+ * "ready" except a trailing incomplete but so far valid UTF-8 sequence,
+ * which is held back until the next token completes it (e.g. the byte tokens
+ * <0xE4> <0xBD> <0xA0> come out together as U+4F60). Invalid bytes are never
+ * held and never dropped: they come out unchanged.
+ * Ownership: the detokenizer borrows `model`, which must outlive it.
+ * Thread safety: one detokenizer belongs to one thread; several may share a
+ * model.
+ */
+typedef struct mica_detok mica_detok;
+
+/*
+ * Creates a detokenizer for the model's vocabulary. On success *out is owned
+ * by the caller (mica_detok_free). Returns MICA_OK, MICA_ERR_INVALID_ARG (NULL
+ * argument or a model without a vocabulary) or MICA_ERR_NOMEM.
+ */
+mica_status mica_detok_create(const mica_model *model, mica_detok **out);
+
+/*
+ * Queues the piece of `token` (token < 0 queues nothing, so a call with -1
+ * only drains), then writes up to cap ready bytes to buf (not NUL-terminated)
+ * and returns how many were written. Ready bytes that did not fit stay queued
+ * and come first on the next call; with cap >= 4 + the longest piece of the
+ * vocabulary (256 is plenty for real vocabularies) every ready byte is
+ * written at once. Tokens outside the vocabulary queue nothing. If memory
+ * for the queue runs out (possible only when small caps let it grow), the
+ * token's piece is dropped.
+ */
+size_t mica_detok_push(mica_detok *detok, int32_t token, char *buf, size_t cap);
+
+/*
+ * Writes up to cap queued bytes to buf, including a held incomplete sequence
+ * (as raw bytes), and returns how many were written; call again while it
+ * returns cap. Use at the end of a stream. The previous-token state is kept.
+ */
+size_t mica_detok_flush(mica_detok *detok, char *buf, size_t cap);
+
+/* Frees the detokenizer; NULL is allowed. */
+void mica_detok_free(mica_detok *detok);
+
+/* ---- chat ---- */
+
+/* One message of a conversation. Strings are borrowed for the call; NULL
+ * optional fields are absent from what the template sees. */
+typedef struct mica_chat_message {
+    const char *role;              /* "system", "user", "assistant", "tool" */
+    const char *content;           /* NULL renders as "" */
+    const char *reasoning_content; /* optional */
+    const char *tool_calls_json;   /* optional JSON array, OpenAI form */
+    const char *tool_call_id;      /* optional */
+    const char *name;              /* optional */
+} mica_chat_message;
+
+/* True if the model file carries a chat template (tokenizer.chat_template). */
+bool mica_model_has_chat_template(const mica_model *model);
+
+/*
+ * Renders a conversation into prompt text with the model's own chat template
+ * (a sandboxed Jinja renderer, configured as Hugging Face's
+ * apply_chat_template), or with a ChatML fallback when the model has none
+ * (*used_fallback set to true; may be NULL). tools_json: NULL or a JSON array
+ * of tool definitions; extra_json: NULL or a JSON object of extra template
+ * variables such as {"enable_thinking": false}. The template sees the model's
+ * BOS and EOS texts as bos_token and eos_token.
+ * On success *out is a malloc'd NUL-terminated string of *out_len bytes (free
+ * with free()). Returns MICA_OK, MICA_ERR_INVALID_ARG (bad message or JSON,
+ * or the template raised an exception), MICA_ERR_FORMAT (the template is
+ * malformed or failed), MICA_ERR_LIMIT (the template exceeded a time, size or
+ * depth bound), MICA_ERR_NOMEM, with a message in err.
+ * Thread-safe: several threads may render with one model.
+ */
+mica_status mica_chat_render(const mica_model *model, const mica_chat_message *msgs, size_t n_msgs,
+                             const char *tools_json, bool add_generation_prompt,
+                             const char *extra_json, char **out, size_t *out_len,
+                             bool *used_fallback, char *err, size_t err_cap);
 
 /* ---- session ---- */
 
@@ -168,6 +265,13 @@ int32_t mica_session_n_ctx(const mica_session *s);
 
 /* Drops every cached token. */
 void mica_session_reset(mica_session *s);
+
+/*
+ * Keeps the first n_keep cached tokens and drops the rest, so a conversation
+ * can continue from a common prefix. Returns MICA_OK or MICA_ERR_INVALID_ARG
+ * (n_keep negative or above mica_session_n_past).
+ */
+mica_status mica_session_truncate(mica_session *s, int32_t n_keep);
 
 /* Message of the last failed call on this session; "" if none. Borrowed. */
 const char *mica_session_errmsg(const mica_session *s);

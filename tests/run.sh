@@ -31,8 +31,10 @@ run_suite unit "$MICA_BUILD/test_unit"
 run_suite gen tests/scripts/gen_smoke.sh
 run_suite golden tests/scripts/golden.sh
 run_suite cli tests/scripts/cli_errors.sh
+run_suite chat tests/scripts/chat.sh
 run_suite templates tests/scripts/templates.sh
 run_suite oracle tests/scripts/oracle.sh
+run_suite bench-smoke tests/scripts/bench_smoke.sh
 
 echo "check: $total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

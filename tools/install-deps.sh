@@ -3,10 +3,11 @@
 # missing. Called by the make targets; safe to run again (does nothing when
 # everything is present).
 #
-#   build:  gcc, make, libpcre2-dev (pre-tokenizer regexes)
-#   tests:  python3-numpy (the independent reference forward pass),
-#           python3-jinja2 (the reference chat-template renderer)
+#   build:  gcc, make, libpcre2-dev (pre-tokenizer regexes),
+#           libutf8proc-dev (WordPiece normalisation)
+#   tests:  python3-numpy (the independent reference forward pass)
 #   fuzz:   clang, libclang-rt-14-dev (libFuzzer, sanitizers)
+#   chat test: tmux (drives mica chat as a person would)
 set -eu
 
 need=()
@@ -15,9 +16,11 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/pcre2.h ] || need+=(libpcre2-dev)
+[ -f /usr/include/utf8proc.h ] || need+=(libutf8proc-dev)
 /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need+=(python3-numpy)
 /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || need+=(python3-jinja2)
 command -v clang >/dev/null 2>&1 || need+=(clang)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 if command -v dpkg-query >/dev/null 2>&1; then
     have_pkg libclang-rt-14-dev || have_pkg libclang-rt-dev || need+=(libclang-rt-14-dev)
 fi

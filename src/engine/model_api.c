@@ -13,8 +13,12 @@ mica_model_params mica_model_params_default(void) {
     return (mica_model_params){.vocab_only = false};
 }
 
+#include "engine/engine_int.h"
+
 void mica_model_free(mica_model *m) {
     if (!m) return;
+    jinja_template_free(m->chat_tmpl);
+    mica_free(m->chat_tmpl_err);
     if (m->arch && m->arch->unload) m->arch->unload(m);
     vocab_free(m->vocab);
     gguf_close(m->gguf);
@@ -68,6 +72,7 @@ mica_status mica_model_open(const char *path, const mica_model_params *params, m
         goto fail;
     }
     model_count(m);
+    if ((st = chat_api_load_template(m, &err))) goto fail;
     if (!p.vocab_only) {
         if ((st = m->arch->load(m, &err))) goto fail;
         if (m->vocab && vocab_n_tokens(m->vocab) > (int32_t)m->hp.n_vocab) {
@@ -95,6 +100,10 @@ int32_t mica_model_n_vocab(const mica_model *m) {
 }
 
 int32_t mica_model_n_ctx_train(const mica_model *m) { return (int32_t)m->hp.n_ctx_train; }
+
+uint64_t mica_model_n_params(const mica_model *m) { return m->n_params; }
+
+uint64_t mica_model_bytes_per_token(const mica_model *m) { return m->bytes_per_token; }
 
 /* ---- describe ---- */
 
@@ -159,7 +168,9 @@ size_t mica_model_describe(const mica_model *m, char *buf, size_t cap) {
     }
     if (m->vocab) {
         outf(&o, "tokenizer:       %s, %d tokens, bos %d, eos %d\n",
-             vocab_kind(m->vocab) == VOCAB_SPM ? "llama (SentencePiece)" : "gpt2 (byte-level BPE)",
+             vocab_kind(m->vocab) == VOCAB_SPM   ? "llama (SentencePiece)"
+             : vocab_kind(m->vocab) == VOCAB_WPM ? "bert (WordPiece)"
+                                                 : "gpt2 (byte-level BPE)",
              vocab_n_tokens(m->vocab), vocab_bos(m->vocab), vocab_eos(m->vocab));
     }
     /* tensor-type histogram */

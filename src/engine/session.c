@@ -124,4 +124,11 @@ void mica_session_reset(mica_session *s) {
     s->n_past = 0;
     s->has_logits = false;
 }
+mica_status mica_session_truncate(mica_session *s, int32_t n_keep) {
+    if (n_keep < 0 || n_keep > s->n_past) return session_fail(s, MICA_ERR_INVALID_ARG, "truncate past the cache");
+    if (n_keep < s->n_past) s->has_logits = false; /* the last logits belonged to a dropped token */
+    s->n_past = n_keep;
+    return MICA_OK;
+}
+
 const char *mica_session_errmsg(const mica_session *s) { return s->errmsg; }

@@ -25,6 +25,7 @@
 #include "mica_internal.h"
 #include "tensor/kern.h"
 #include "tensor/ops.h"
+#include "text/jinja.h"
 #include "text/tokenizer.h"
 
 #define MODEL_MAX_LAYERS 512
@@ -87,6 +88,8 @@ struct mica_model {
     void *arch_data;            /* the architecture's bound weights */
     uint64_t n_params;          /* elements of all tensors */
     uint64_t bytes_per_token;   /* weight bytes read to generate one token */
+    jinja_template *chat_tmpl;  /* parsed tokenizer.chat_template, or NULL */
+    char *chat_tmpl_err;        /* why the template did not parse, or NULL */
 };
 
 /* The architecture registered under `name`, or NULL. */

@@ -290,19 +290,28 @@ static void vocab_mark_specials(mica_vocab *v, const gguf_ctx *g, const int32_t 
 
 static mica_status vocab_load_specials(mica_vocab *v, const gguf_ctx *g, mica_err *err) {
     /* Family defaults (FORMATS.md 3.2), then metadata overrides. */
+    v->eot = v->eom = v->pad = v->sep = -1;
     if (v->kind == VOCAB_SPM) {
         v->bos = 1;
         v->eos = 2;
         v->unk = 0;
+    } else if (v->kind == VOCAB_WPM) {
+        v->bos = 101; /* [CLS] */
+        v->eos = -1;
+        v->unk = 100;
+        v->sep = 102;
+        v->pad = 0;
     } else {
         v->bos = 11;
         v->eos = 11;
         v->unk = -1;
     }
-    v->eot = v->eom = v->pad = -1;
     int32_t fim_pad = -1, fim_rep = -1, fim_sep = -1;
     mica_status st;
-    if ((st = vocab_load_id(v, g, "tokenizer.ggml.bos_token_id", &v->bos, err)) != MICA_OK ||
+    /* Newer BERT conversions name [CLS] cls_token_id; bos_token_id wins if both are present. */
+    if ((st = vocab_load_id(v, g, "tokenizer.ggml.cls_token_id", &v->bos, err)) != MICA_OK ||
+        (st = vocab_load_id(v, g, "tokenizer.ggml.bos_token_id", &v->bos, err)) != MICA_OK ||
+        (st = vocab_load_id(v, g, "tokenizer.ggml.seperator_token_id", &v->sep, err)) != MICA_OK ||
         (st = vocab_load_id(v, g, "tokenizer.ggml.eos_token_id", &v->eos, err)) != MICA_OK ||
         (st = vocab_load_id(v, g, "tokenizer.ggml.eot_token_id", &v->eot, err)) != MICA_OK ||
         (st = vocab_load_id(v, g, "tokenizer.ggml.eom_token_id", &v->eom, err)) != MICA_OK ||
@@ -313,20 +322,25 @@ static mica_status vocab_load_specials(mica_vocab *v, const gguf_ctx *g, mica_er
         (st = vocab_load_id(v, g, "tokenizer.ggml.fim_sep_token_id", &fim_sep, err)) != MICA_OK)
         return st;
     /* Defaults can exceed a tiny vocabulary. */
-    int32_t *ids[] = {&v->bos, &v->eos, &v->unk};
+    int32_t *ids[] = {&v->bos, &v->eos, &v->unk, &v->sep, &v->pad};
     for (size_t i = 0; i < MICA_ARRAY_LEN(ids); i++)
         if (*ids[i] >= v->n_tokens) *ids[i] = -1;
 
-    if ((st = gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &v->add_bos, err)) != MICA_OK ||
-        (st = gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &v->add_eos, err)) != MICA_OK ||
-        (st = gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, err)) != MICA_OK)
+    /* A family default that names a missing token is dropped; an explicit
+       add_*_token = true without its token is a format error. */
+    static const char *const add_keys[] = {"tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
+                                           "tokenizer.ggml.add_sep_token"};
+    bool *adds[] = {&v->add_bos, &v->add_eos, &v->add_sep};
+    const int32_t add_ids[] = {v->bos, v->eos, v->sep};
+    for (size_t i = 0; i < MICA_ARRAY_LEN(add_keys); i++) {
+        if (add_ids[i] < 0) *adds[i] = false;
+        if ((st = gguf_get_bool(g, add_keys[i], adds[i], err)) != MICA_OK) return st;
+        if (*adds[i] && add_ids[i] < 0)
+            return mica_err_set(err, MICA_ERR_FORMAT, "%s: %s is set but there is no such token", gguf_path(g),
+                                add_keys[i]);
+    }
+    if ((st = gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, err)) != MICA_OK)
         return st;
-    if (v->add_bos && v->bos < 0)
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: add_bos_token is set but there is no BOS token",
-                            gguf_path(g));
-    if (v->add_eos && v->eos < 0)
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: add_eos_token is set but there is no EOS token",
-                            gguf_path(g));
 
     int32_t eog_ids[] = {v->eos, v->eot, v->eom, fim_pad, fim_rep, fim_sep};
     vocab_mark_specials(v, g, eog_ids, MICA_ARRAY_LEN(eog_ids));
@@ -365,6 +379,52 @@ static mica_status vocab_build_special_cache(mica_vocab *v, mica_err *err) {
     return MICA_OK;
 }
 
+/* True if the lowercased s[0..n) contains any of the NULL-terminated needles. */
+static bool vocab_contains_any(const char *s, size_t n, const char *const *needles) {
+    char low[256];
+    n = MICA_MIN(n, sizeof(low));
+    for (size_t i = 0; i < n; i++) low[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+    for (; *needles; needles++)
+        if (memmem(low, n, *needles, strlen(*needles))) return true;
+    return false;
+}
+
+static void vocab_set_flag(mica_vocab *v, const char *text, uint8_t flag, bool on) {
+    int32_t id = vocab_find_text(v, text);
+    if (id < 0) return;
+    v->flags[id] = (uint8_t)(on ? v->flags[id] | flag : v->flags[id] & ~flag);
+}
+
+/*
+ * lstrip/rstrip attributes, which GGUF does not store: llama.cpp sets them
+ * from general.name (lowercased), tokenizer.ggml.pre and
+ * general.architecture, and so do we.
+ */
+static mica_status vocab_mark_strip(mica_vocab *v, const gguf_ctx *g, mica_err *err) {
+    gguf_str name = {"", 0}, pre = {"", 0}, arch = {"", 0};
+    mica_status st;
+    if ((st = gguf_get_str(g, "general.name", &name, err)) != MICA_OK ||
+        (st = gguf_get_str(g, "tokenizer.ggml.pre", &pre, err)) != MICA_OK ||
+        (st = gguf_get_str(g, "general.architecture", &arch, err)) != MICA_OK)
+        return st;
+    static const char *const jina_pre[] = {"jina-v2-de", "jina-v2-es", "jina-v2-code", NULL};
+    static const char *const jina_arch[] = {"nomic-bert-moe", "jina-bert-v3", NULL};
+    static const char *const phi3[] = {"phi-3", "phi3", NULL};
+    static const char *const modern_bert[] = {"modern-bert", NULL};
+    if (vocab_contains_any(pre.ptr, (size_t)pre.len, jina_pre) ||
+        vocab_contains_any(arch.ptr, (size_t)arch.len, jina_arch)) {
+        vocab_set_flag(v, "<mask>", VOCAB_FLAG_LSTRIP, true);
+    } else if (vocab_contains_any(name.ptr, (size_t)name.len, phi3)) {
+        for (size_t i = 0; i < v->n_special; i++) v->flags[v->special_ids[i]] |= VOCAB_FLAG_RSTRIP;
+        vocab_set_flag(v, "</s>", VOCAB_FLAG_RSTRIP, true);
+        static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+        for (size_t i = 0; i < MICA_ARRAY_LEN(keep); i++) vocab_set_flag(v, keep[i], VOCAB_FLAG_RSTRIP, false);
+    } else if (vocab_contains_any(name.ptr, (size_t)name.len, modern_bert)) {
+        vocab_set_flag(v, "[MASK]", VOCAB_FLAG_LSTRIP, true);
+    }
+    return MICA_OK;
+}
+
 mica_status vocab_load(const gguf_ctx *g, mica_vocab **out, mica_err *err) {
     const char *path = gguf_path(g);
     mica_status st;
@@ -373,6 +433,7 @@ mica_status vocab_load(const gguf_ctx *g, mica_vocab **out, mica_err *err) {
     enum vocab_kind kind;
     if (gguf_str_eq(model, "llama")) kind = VOCAB_SPM;
     else if (gguf_str_eq(model, "gpt2")) kind = VOCAB_BPE;
+    else if (gguf_str_eq(model, "bert")) kind = VOCAB_WPM;
     else
         return mica_err_set(err, MICA_ERR_UNSUPPORTED, "%s: unsupported tokenizer model '%.*s'", path,
                             (int)MICA_MIN(model.len, 64), model.ptr);
@@ -400,8 +461,9 @@ mica_status vocab_load(const gguf_ctx *g, mica_vocab **out, mica_err *err) {
     if (!v) return mica_err_set(err, MICA_ERR_NOMEM, "%s: vocab: out of memory", path);
     v->kind = kind;
     v->n_tokens = (int32_t)n;
-    v->add_bos = kind == VOCAB_SPM ? true : pre.add_bos;
+    v->add_bos = kind == VOCAB_BPE ? pre.add_bos : true;
     v->add_eos = false;
+    v->add_sep = kind == VOCAB_WPM;
     v->add_space_prefix = kind == VOCAB_SPM;
     v->ignore_merges = pre.ignore_merges;
 
@@ -410,11 +472,14 @@ mica_status vocab_load(const gguf_ctx *g, mica_vocab **out, mica_err *err) {
     if ((st = vocab_load_specials(v, g, err)) != MICA_OK) goto fail;
     if (kind == VOCAB_SPM) {
         if ((st = spm_init(v, path, err)) != MICA_OK) goto fail;
+    } else if (kind == VOCAB_WPM) {
+        if ((st = wpm_init(v, path, err)) != MICA_OK) goto fail;
     } else {
         if ((st = pretok_create(pre.kind, &v->pre, err)) != MICA_OK) goto fail;
         if ((st = bpe_init(v, g, err)) != MICA_OK) goto fail;
     }
     if ((st = vocab_build_special_cache(v, err)) != MICA_OK) goto fail;
+    if ((st = vocab_mark_strip(v, g, err)) != MICA_OK) goto fail;
     *out = v;
     return MICA_OK;
 fail:
@@ -446,6 +511,8 @@ int32_t vocab_bos(const mica_vocab *v) { return v->bos; }
 int32_t vocab_eos(const mica_vocab *v) { return v->eos; }
 bool vocab_add_bos(const mica_vocab *v) { return v->add_bos; }
 bool vocab_add_eos(const mica_vocab *v) { return v->add_eos; }
+int32_t vocab_sep(const mica_vocab *v) { return v->sep; }
+bool vocab_add_sep(const mica_vocab *v) { return v->add_sep; }
 
 bool vocab_is_eog(const mica_vocab *v, int32_t id) {
     return id >= 0 && id < v->n_tokens && (v->flags[id] & VOCAB_FLAG_EOG);
@@ -490,6 +557,11 @@ static bool vocab_frags_push(vocab_frags *f, int32_t id, size_t off, size_t len)
     return true;
 }
 
+/* C-locale isspace: what lstrip/rstrip remove. */
+static bool vocab_is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
 /*
  * Cuts special-token texts out of the raw fragments, longest text first
  * (llama.cpp order). `pairs` (65536 bits) marks which 2-byte sequences occur
@@ -525,10 +597,14 @@ static mica_status vocab_partition(const mica_vocab *v, const char *text, size_t
             size_t p = fr.off, end = fr.off + fr.len;
             const char *m;
             while (p < end && (m = memmem(text + p, end - p, t, tl)) != NULL) {
-                size_t mo = (size_t)(m - text);
-                if (mo > p && !vocab_frags_push(b, -1, p, mo - p)) return MICA_ERR_NOMEM;
+                size_t mo = (size_t)(m - text), left_end = mo;
+                if (v->flags[id] & VOCAB_FLAG_LSTRIP)
+                    while (left_end > p && vocab_is_space(text[left_end - 1])) left_end--;
+                if (left_end > p && !vocab_frags_push(b, -1, p, left_end - p)) return MICA_ERR_NOMEM;
                 if (!vocab_frags_push(b, id, mo, tl)) return MICA_ERR_NOMEM;
                 p = mo + tl;
+                if (v->flags[id] & VOCAB_FLAG_RSTRIP)
+                    while (p < end && vocab_is_space(text[p])) p++;
             }
             if (p < end && !vocab_frags_push(b, -1, p, end - p)) return MICA_ERR_NOMEM;
         }
@@ -568,12 +644,15 @@ mica_status vocab_tokenize(const mica_vocab *v, const char *text, size_t len, bo
         }
         if (v->kind == VOCAB_SPM)
             st = spm_tokenize(v, text + fr->off, fr->len, v->add_space_prefix && prev_special, &out, err);
+        else if (v->kind == VOCAB_WPM)
+            st = wpm_tokenize(v, text + fr->off, fr->len, &out, err);
         else
             st = bpe_tokenize(v, text + fr->off, fr->len, &out, err);
         if (st != MICA_OK) goto done;
         prev_special = false;
     }
     if (add_special && v->add_eos && (st = vocab_ids_push(&out, v->eos)) != MICA_OK) goto nomem;
+    if (add_special && v->add_sep && (st = vocab_ids_push(&out, v->sep)) != MICA_OK) goto nomem;
 
     if (out.n == 0) {
         /* Callers always get a freeable array. */
@@ -611,12 +690,12 @@ size_t vocab_token_to_piece(const mica_vocab *v, int32_t prev, int32_t id, char 
 
     if (v->kind == VOCAB_BPE) return bpe_decode_text(v, t, tl, buf, cap);
 
-    /* SPM */
-    if (v->types[id] == VOCAB_TT_BYTE && v->byte_val[id] >= 0) {
+    /* SPM and WPM */
+    if (v->kind == VOCAB_SPM && v->types[id] == VOCAB_TT_BYTE && v->byte_val[id] >= 0) {
         char c = (char)v->byte_val[id];
         return vocab_copy_out(&c, 1, buf, cap);
     }
-    bool strip = v->add_space_prefix && prev >= 0 && prev == v->bos;
+    bool strip = (v->add_space_prefix || v->kind == VOCAB_WPM) && prev >= 0 && prev == v->bos;
     size_t o = 0;
     for (size_t i = 0; i < tl;) {
         char c;

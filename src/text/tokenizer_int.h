@@ -1,5 +1,5 @@
 /*
- * tokenizer_int.h - private to the tokenizer module (tokenizer.c, spm.c,
+ * tokenizer_int.h - private to the tokenizer module (tokenizer.c, spm.c, wpm.c,
  * bpe.c): the vocabulary struct and the per-family entry points. Nothing
  * outside src/text includes this.
  */
@@ -21,6 +21,10 @@
 #define VOCAB_FLAG_USER    0x04u
 #define VOCAB_FLAG_UNKNOWN 0x08u
 #define VOCAB_FLAG_SPECIAL (VOCAB_FLAG_CONTROL | VOCAB_FLAG_USER | VOCAB_FLAG_UNKNOWN)
+/* When cut out of the text as a special token, also remove the ASCII
+   whitespace right before (LSTRIP) / after (RSTRIP) it. */
+#define VOCAB_FLAG_LSTRIP  0x10u
+#define VOCAB_FLAG_RSTRIP  0x20u
 
 /* One BPE merge: (left id, right id) -> rank and resulting token id. */
 typedef struct bpe_merge_slot {
@@ -44,8 +48,8 @@ struct mica_vocab {
     uint8_t *flags;       /* (n_tokens) VOCAB_FLAG_* */
     strmap tok_map;       /* text -> id */
 
-    int32_t bos, eos, eot, eom, unk, pad;
-    bool add_bos, add_eos;
+    int32_t bos, eos, eot, eom, unk, pad, sep;
+    bool add_bos, add_eos, add_sep;
     bool add_space_prefix; /* SPM dummy prefix */
 
     /* Tokens matched literally before SPM/BPE (VOCAB_FLAG_SPECIAL), longest
@@ -56,6 +60,7 @@ struct mica_vocab {
     /* SPM: token for each byte's fallback (<0xNN>, else the 1-byte text, else unk; -1 none). */
     int32_t spm_byte_id[256];
     int16_t *byte_val;    /* (n_tokens) byte of a <0xNN> BYTE token, else -1 */
+    bool spm_split_words; /* no token has U+2581 after another character: merge word by word */
 
     /* BPE */
     pretok *pre;
@@ -66,6 +71,10 @@ struct mica_vocab {
     int16_t bpe_cp_byte[0x144]; /* byte-level code point -> byte (-1: not a byte-level char) */
     bpe_merge_slot *merges;     /* open addressing, power-of-two capacity */
     size_t merges_cap;
+
+    /* WPM */
+    bool wpm_uncased;       /* lowercase and strip accents before splitting */
+    uint32_t wpm_max_len;   /* longest token text, bytes */
 };
 
 /* Growable id output. */
@@ -132,5 +141,13 @@ mica_status bpe_tokenize(const mica_vocab *v, const char *text, size_t len, voca
                          mica_err *err);
 /* Appends the bytes token text t[0..n) stands for in byte-level BPE to buf (see tokenizer.h). */
 size_t bpe_decode_text(const mica_vocab *v, const char *t, size_t n, char *buf, size_t cap);
+
+/* ---- wpm.c ---- */
+
+/* Decides casing from the vocabulary and finds the longest token; needs an unknown token. */
+mica_status wpm_init(mica_vocab *v, const char *path, mica_err *err);
+/* Tokenizes one raw fragment (any bytes; invalid UTF-8 is dropped). Appends ids to out. */
+mica_status wpm_tokenize(const mica_vocab *v, const char *text, size_t len, vocab_ids *out,
+                         mica_err *err);
 
 #endif /* MICA_TOKENIZER_INT_H */

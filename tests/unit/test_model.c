@@ -20,6 +20,7 @@ enum { E = 64, F = 128, NH = 4, NKV = 2, HD = 16, V = 300, NL = 2 };
 
 typedef struct tiny_opts {
     const char *arch;
+    const char *chat_template; /* NULL: none */
     uint32_t ffn_type;      /* type of blk.*.ffn_up.weight */
     bool drop_attn_k;       /* leave out blk.0.attn_k.weight */
     uint32_t head_count_kv; /* written value */
@@ -51,6 +52,7 @@ static const char *write_tiny(const char *name, const tiny_opts *o) {
     gguf_writer_set_u32(w, K("attention.head_count_kv"), o->head_count_kv);
     gguf_writer_set_u32(w, K("context_length"), 64);
     gguf_writer_set_f32(w, K("attention.layer_norm_rms_epsilon"), 1e-5f);
+    if (o->chat_template) gguf_writer_set_str(w, "tokenizer.chat_template", o->chat_template);
 #undef K
     /* A byte-level vocabulary is not needed: the file has no tokenizer. */
     void *blobs[64];
@@ -111,7 +113,7 @@ static const char *write_tiny(const char *name, const tiny_opts *o) {
     return st == MICA_OK ? path : NULL;
 }
 
-static tiny_opts defaults(void) { return (tiny_opts){"llama", MICA_DTYPE_F32, false, NKV}; }
+static tiny_opts defaults(void) { return (tiny_opts){"llama", NULL, MICA_DTYPE_F32, false, NKV}; }
 
 static mica_status open_err(const char *path, char *err, size_t cap) {
     mica_model *m = NULL;
@@ -211,5 +213,46 @@ TEST(model_session_batch_equals_sequential) {
     sp.n_threads = 100000;
     ASSERT_EQ(mica_session_create(m, &sp, &s, err, sizeof err), MICA_ERR_INVALID_ARG);
     free(all); free(seq); free(split);
+    mica_model_free(m);
+}
+
+TEST(model_chat_template) {
+    char err[512];
+    tiny_opts o = defaults();
+    o.chat_template = "{% for m in messages %}[{{ m.role }}]{{ m.content | trim }}\n{% endfor %}"
+                      "{% if add_generation_prompt %}[assistant]{% endif %}";
+    const char *p = write_tiny("m_tmpl", &o);
+    ASSERT_TRUE(p);
+    mica_model *m = NULL;
+    ASSERT_OK(mica_model_open(p, NULL, &m, err, sizeof err));
+    ASSERT_TRUE(mica_model_has_chat_template(m));
+    const mica_chat_message msgs[] = {{.role = "system", .content = " Be brief. "}, {.role = "user", .content = "Hi"}};
+    char *out = NULL;
+    size_t len = 0;
+    bool fallback = true;
+    ASSERT_OK(mica_chat_render(m, msgs, 2, NULL, true, NULL, &out, &len, &fallback, err, sizeof err));
+    ASSERT_STREQ(out, "[system]Be brief.\n[user]Hi\n[assistant]");
+    ASSERT_EQ(len, strlen(out));
+    ASSERT_TRUE(!fallback);
+    free(out);
+    mica_model_free(m);
+
+    /* a template that does not parse: the model still loads, rendering reports it */
+    o.chat_template = "{% for m in messages %}{{ m.content }";
+    ASSERT_TRUE((p = write_tiny("m_tmpl_bad", &o)));
+    ASSERT_OK(mica_model_open(p, NULL, &m, err, sizeof err));
+    ASSERT_EQ(mica_chat_render(m, msgs, 2, NULL, true, NULL, &out, &len, NULL, err, sizeof err), MICA_ERR_FORMAT);
+    ASSERT_TRUE(strstr(err, "chat template") != NULL);
+    mica_model_free(m);
+
+    /* no template: ChatML */
+    o.chat_template = NULL;
+    ASSERT_TRUE((p = write_tiny("m_tmpl_none", &o)));
+    ASSERT_OK(mica_model_open(p, NULL, &m, err, sizeof err));
+    ASSERT_TRUE(!mica_model_has_chat_template(m));
+    ASSERT_OK(mica_chat_render(m, msgs + 1, 1, NULL, true, NULL, &out, &len, &fallback, err, sizeof err));
+    ASSERT_STREQ(out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    ASSERT_TRUE(fallback);
+    free(out);
     mica_model_free(m);
 }

@@ -3,14 +3,18 @@
  * llama.cpp vocabulary test pairs (testdata/vocab, .inp/.out: ids made by the
  * Hugging Face tokenizers), the llama2.c stories260K vocabulary (ids and text
  * from testdata/tinystories/README.md and run.c's reference output), special
- * tokens, end-of-generation, load errors on crafted metadata, and random-byte
- * robustness.
+ * tokens, end-of-generation, load errors on crafted metadata, random-byte
+ * robustness, WordPiece (bert) beyond its pair (llama.cpp outputs, Unicode
+ * NFD, crafted cased/uncased vocabularies), lstrip/rstrip special tokens,
+ * a 2 MB mixed-script round trip for every lossless vocabulary, and the
+ * public streaming detokenizer (mica_detok_*).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "mica.h"
 #include "base/strmap.h"
 #include "gguf/gguf.h"
 #include "text/pretok.h"
@@ -233,6 +237,7 @@ TEST(tok_vocab_falcon) { tt_run_pair("ggml-vocab-falcon", false); }
 TEST(tok_vocab_mpt) { tt_run_pair("ggml-vocab-mpt", false); }
 TEST(tok_vocab_starcoder) { tt_run_pair("ggml-vocab-starcoder", false); }
 TEST(tok_vocab_refact) { tt_run_pair("ggml-vocab-refact", false); }
+TEST(tok_vocab_bert_bge) { tt_run_pair("ggml-vocab-bert-bge", false); }
 
 /* Loading the 151936-token qwen2 vocabulary (and its merges) is fast. */
 TEST(tok_load_time_qwen2) {
@@ -571,6 +576,7 @@ typedef struct tt_meta {
     const int32_t *types;
     const char *const *merges;
     size_t n_merges;
+    const char *name;         /* general.name; NULL: absent */
 } tt_meta;
 
 static mica_status tt_load_meta(const tt_meta *m, mica_vocab **out, mica_err *err) {
@@ -580,13 +586,14 @@ static mica_status tt_load_meta(const tt_meta *m, mica_vocab **out, mica_err *er
     if (gguf_writer_create(&w) != MICA_OK) return MICA_ERR_NOMEM;
     gguf_writer_set_str(w, "tokenizer.ggml.model", m->model);
     if (m->pre) gguf_writer_set_str(w, "tokenizer.ggml.pre", m->pre);
+    if (m->name) gguf_writer_set_str(w, "general.name", m->name);
     if (m->tokens_as_u32) {
         uint32_t x[3] = {1, 2, 3};
         gguf_writer_set_arr(w, "tokenizer.ggml.tokens", GGUF_TYPE_UINT32, x, 3);
     } else {
         gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", m->toks, NULL, m->n_tok);
     }
-    float sc[64] = {0};
+    float sc[128] = {0}; /* n_tok <= 128 */
     gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, sc,
                         m->scores_short ? m->n_tok - 1 : m->n_tok);
     if (m->types) gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, m->types, m->n_tok);
@@ -612,7 +619,7 @@ TEST(tok_load_errors) {
     mica_vocab *v = NULL;
     mica_err err = {0};
 
-    tt_meta ok = {"llama", NULL, toks, 7, false, false, types_ok, NULL, 0};
+    tt_meta ok = {"llama", NULL, toks, 7, false, false, types_ok, NULL, 0, NULL};
     ASSERT_OK(tt_load_meta(&ok, &v, &err));
     ASSERT_EQ(vocab_bos(v), 1); /* the out-of-range key kept the default */
     int32_t *ids;
@@ -706,7 +713,8 @@ static uint64_t tt_rng(uint64_t *s) {
 }
 
 TEST(tok_fuzz_random_bytes) {
-    const char *names[] = {"ggml-vocab-qwen2", "ggml-vocab-llama-spm", "ggml-vocab-deepseek-llm"};
+    const char *names[] = {"ggml-vocab-qwen2", "ggml-vocab-llama-spm", "ggml-vocab-deepseek-llm",
+                           "ggml-vocab-bert-bge"};
     uint64_t seed = 0x9E3779B97F4A7C15ull;
     for (size_t k = 0; k < MICA_ARRAY_LEN(names); k++) {
         mica_vocab *v = tt_load_vocab(names[k]);
@@ -745,4 +753,470 @@ TEST(tok_fuzz_random_bytes) {
         }
         vocab_free(v);
     }
+}
+
+/* ---- round trip on a few MB of mixed-script text ---- */
+
+/* Code-point ranges the generator draws runs from. */
+typedef struct tt_range {
+    uint32_t lo, hi;
+} tt_range;
+
+static const tt_range k_rt_ranges[] = {
+    {'a', 'z'},         {'A', 'Z'},         {0x00C0, 0x017F}, /* Latin, with accents */
+    {0x03B1, 0x03C9},   {0x0391, 0x03A1},                     /* Greek */
+    {0x0410, 0x044F},                                         /* Cyrillic */
+    {0x4E00, 0x9FFF},                                         /* CJK ideographs */
+    {0xAC00, 0xD7A3},                                         /* Hangul syllables */
+    {0x0621, 0x064A},                                         /* Arabic */
+    {0x1F300, 0x1F64F},                                       /* emoji */
+    {0x0300, 0x036F},                                         /* combining marks */
+    {'0', '9'},         {0x0660, 0x0669},                     /* digits */
+    {'!', '/'},         {':', '@'},         {0x2010, 0x2027}, /* punctuation */
+};
+
+typedef struct tt_buf {
+    char *p;
+    size_t n, cap;
+} tt_buf;
+
+static void tt_buf_add(tt_buf *b, const char *s, size_t n) {
+    if (b->n + n > b->cap) {
+        while (b->n + n > b->cap) b->cap = b->cap ? b->cap * 2 : 1 << 16;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+
+static void tt_buf_cp(tt_buf *b, uint32_t cp) {
+    char e[4];
+    size_t k = utf8_encode(cp, e);
+    tt_buf_add(b, e, k);
+}
+
+/*
+ * Deterministic mixed-script text of at least `target` bytes: slices of the
+ * .inp texts of all vocabulary test pairs (cut at character boundaries)
+ * interleaved with runs of random code points from k_rt_ranges, emoji ZWJ
+ * sequences and whitespace runs (spaces, tabs, CR LF, NBSP, ideographic
+ * space). Always valid UTF-8. Free with free().
+ */
+static char *tt_mixed_text(size_t target, size_t *len) {
+    static const char *const names[] = {
+        "bert-bge", "deepseek-coder", "deepseek-llm", "falcon", "gpt-2",   "llama-bpe",
+        "llama-spm", "mpt",           "phi-3",        "qwen2",  "refact", "starcoder",
+    };
+    tt_buf seed = {0}, b = {0};
+    for (size_t i = 0; i < MICA_ARRAY_LEN(names); i++) {
+        char rel[128], path[1024];
+        snprintf(rel, sizeof(rel), "vocab/ggml-vocab-%s.gguf.inp", names[i]);
+        test_data_path(path, sizeof(path), rel);
+        size_t n;
+        char *s = tt_read_file(path, &n);
+        if (!s) continue;
+        tt_buf_add(&seed, s, n);
+        free(s);
+    }
+    if (seed.n == 0) tt_buf_add(&seed, "Hello world\n", 12);
+    uint64_t rng = 0x243F6A8885A308D3ull;
+    static const uint32_t spaces[] = {' ', ' ', ' ', '\t', '\n', '\r', 0x00A0, 0x3000};
+    while (b.n < target) {
+        /* A slice of the test texts. */
+        size_t a = tt_rng(&rng) % seed.n, n = tt_rng(&rng) % 600;
+        while (a > 0 && ((uint8_t)seed.p[a] & 0xC0) == 0x80) a--;
+        size_t e = MICA_MIN(seed.n, a + n);
+        while (e < seed.n && ((uint8_t)seed.p[e] & 0xC0) == 0x80) e++;
+        tt_buf_add(&b, seed.p + a, e - a);
+        /* Random runs. */
+        for (int r = (int)(tt_rng(&rng) % 24); r >= 0; r--) {
+            uint64_t x = tt_rng(&rng);
+            if (x % 9 == 0) {
+                for (int k = (int)(x >> 8) % 5; k >= 0; k--) tt_buf_cp(&b, spaces[tt_rng(&rng) % 8]);
+            } else if (x % 9 == 1) {
+                tt_buf_cp(&b, 0x1F468);  /* man, ZWJ, woman, ZWJ, girl */
+                tt_buf_cp(&b, 0x200D);
+                tt_buf_cp(&b, 0x1F469);
+                tt_buf_cp(&b, 0x200D);
+                tt_buf_cp(&b, 0x1F467);
+            } else {
+                const tt_range *g = &k_rt_ranges[(x >> 8) % MICA_ARRAY_LEN(k_rt_ranges)];
+                for (int k = (int)(x >> 16) % 12; k >= 0; k--)
+                    tt_buf_cp(&b, g->lo + (uint32_t)(tt_rng(&rng) % (g->hi - g->lo + 1)));
+                if ((x >> 32) % 3) tt_buf_cp(&b, ' ');
+            }
+        }
+    }
+    free(seed.p);
+    *len = b.n;
+    return b.p;
+}
+
+/*
+ * decode(encode(x)) == x on 2 MB of mixed text for every vocabulary in
+ * testdata/vocab except bert-bge (add_special and parse_special off; SPM
+ * decoding starts after BOS so the dummy prefix is dropped). Lossy cases
+ * that this text deliberately avoids:
+ *   - bert (WordPiece) always: whitespace is dropped, text lowercased and
+ *     accents stripped (uncased vocabularies), unsplittable words become
+ *     [UNK];
+ *   - SPM: a literal U+2581 in the input decodes as a space; a dummy-prefix
+ *     space is inserted after every special token cut from the text;
+ *   - phi-3: whitespace after a special token's text is swallowed (rstrip);
+ *   - any vocabulary: user-defined token texts are cut out literally, and
+ *     deepseek-llm decodes the tokens standing for the never-valid bytes
+ *     C0, C1, F5..FF to their text (only reachable with invalid UTF-8).
+ */
+TEST(tok_roundtrip_mixed) {
+    static const char *const names[] = {
+        "ggml-vocab-qwen2",          "ggml-vocab-llama-spm", "ggml-vocab-phi-3",
+        "ggml-vocab-baichuan",       "ggml-vocab-llama-bpe", "ggml-vocab-gpt-2",
+        "ggml-vocab-deepseek-coder", "ggml-vocab-deepseek-llm", "ggml-vocab-falcon",
+        "ggml-vocab-mpt",            "ggml-vocab-starcoder", "ggml-vocab-refact",
+        "ggml-vocab-gpt-neox",
+    };
+    size_t len;
+    char *text = tt_mixed_text((size_t)2 << 20, &len);
+    ASSERT_TRUE(utf8_valid(text, len));
+    for (size_t k = 0; k < MICA_ARRAY_LEN(names); k++) {
+        mica_vocab *v = tt_load_vocab(names[k]);
+        if (!v) break;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        mica_err err = {0};
+        mica_status st = vocab_tokenize(v, text, len, false, false, &ids, &n, &err);
+        if (st != MICA_OK) {
+            test_fail(__FILE__, __LINE__, "%s: %s", names[k], err.msg);
+            vocab_free(v);
+            break;
+        }
+        size_t dl;
+        char *d = tt_detok(v, ids, n, vocab_kind(v) == VOCAB_SPM ? vocab_bos(v) : -1, &dl);
+        size_t i = 0;
+        while (i < MICA_MIN(dl, len) && d[i] == text[i]) i++;
+        if (i != len || dl != len) {
+            size_t a = i > 20 ? i - 20 : 0;
+            test_fail(__FILE__, __LINE__, "%s: round trip differs at byte %zu of %zu (decoded %zu): "
+                      "\"%.*s\" vs \"%.*s\"", names[k], i, len, dl, (int)MICA_MIN(len - a, 40), text + a,
+                      (int)MICA_MIN(dl - a, 40), d + a);
+        }
+        free(d);
+        mica_free(ids);
+        vocab_free(v);
+    }
+    free(text);
+}
+
+/* ---- WordPiece (bert) ---- */
+
+/* Tokenizes s and compares with want[0..n_want). */
+static void tt_expect(const mica_vocab *v, const char *s, size_t len, bool add_special, bool parse_special,
+                      const int32_t *want, size_t n_want) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    mica_err err = {0};
+    ASSERT_OK(vocab_tokenize(v, s, len, add_special, parse_special, &ids, &n, &err));
+    bool same = n == n_want && (n == 0 || memcmp(ids, want, n * sizeof(int32_t)) == 0);
+    if (!same) {
+        char got[1024] = "";
+        for (size_t i = 0; i < n && strlen(got) < 1000; i++)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), " %d", ids[i]);
+        test_fail(__FILE__, __LINE__, "\"%.*s\": got%s (%zu ids, want %zu)", (int)MICA_MIN(len, 60), s, got,
+                  n, n_want);
+    }
+    mica_free(ids);
+}
+
+#define TT_EXPECT(v, s, add, parse, ...)                                                        \
+    do {                                                                                        \
+        static const int32_t want_[] = {__VA_ARGS__};                                           \
+        tt_expect(v, s, strlen(s), add, parse, want_, MICA_ARRAY_LEN(want_));                   \
+        if (test_failed()) return;                                                              \
+    } while (0)
+
+/*
+ * bert-bge beyond its test pair. Expected ids: llama.cpp's WPM tokenizer
+ * (node-llama-cpp 3.22.1) where it agrees with Hugging Face's BERT rules;
+ * Hangul from the Unicode NFD of the syllables (U+D55C = U+1112 U+1161
+ * U+11AB, ...), which Hugging Face applies in full while that llama.cpp
+ * build keeps only the leading jamo; the 100-character word limit is
+ * Hugging Face's max_input_chars_per_word.
+ */
+TEST(tok_bert_wpm) {
+    mica_vocab *v = tt_load_vocab("ggml-vocab-bert-bge");
+    if (!v) return;
+    ASSERT_EQ(vocab_kind(v), VOCAB_WPM);
+    ASSERT_EQ(vocab_bos(v), 101);
+    ASSERT_EQ(vocab_sep(v), 102);
+    ASSERT_TRUE(vocab_add_bos(v) && vocab_add_sep(v) && !vocab_add_eos(v));
+
+    TT_EXPECT(v, "naïve café 東京 İstanbul ÅNGSTRÖM résumé", false, false, 15743, 7668, 1879, 1755, 9960,
+              17076, 15687, 13746);
+    TT_EXPECT(v, "$5+3=<8>^`|~ \xE2\x80\x9Cquoted\xE2\x80\x9D \xE2\x80\x94 dash\xE2\x80\xA6", false, false,
+              1002, 1019, 1009, 1017, 1027, 1026, 1022, 1028, 1034, 1036, 1064, 1066, 1523, 9339, 1524, 1517,
+              11454, 1529);
+    TT_EXPECT(v, "unaffable [UNK] [CLS]", false, false, 14477, 20961, 3468, 1031, 4895, 2243, 1033, 1031, 18856,
+              2015, 1033);
+    TT_EXPECT(v, "Hello [MASK] world", false, true, 7592, 103, 2088);
+    /* Specials: [CLS] ... [SEP] (FORMATS.md 3.2 defaults). */
+    TT_EXPECT(v, "Hello world", true, false, 101, 7592, 2088, 102);
+    TT_EXPECT(v, "", true, false, 101, 102);
+    /* Control characters, ZWJ and invalid bytes vanish; a word stays one word. */
+    TT_EXPECT(v, "hel\x01lo wo\xE2\x80\x8Drld \xFFhello", false, false, 7592, 2088, 7592);
+
+    /* Hangul: 한국어 -> jamo pieces looked up by text. */
+    static const char *const jamo[] = {"\xE2\x96\x81\xE1\x84\x92", "\xE1\x85\xA1", "\xE1\x86\xAB",
+                                       "\xE1\x84\x80", "\xE1\x85\xAE", "\xE1\x86\xA8",
+                                       "\xE1\x84\x8B", "\xE1\x85\xA5"};
+    int32_t want[8];
+    for (size_t i = 0; i < 8; i++) {
+        size_t tl;
+        want[i] = -1;
+        for (int32_t id = 0; id < vocab_n_tokens(v); id++) {
+            const char *t = vocab_token_text(v, id, &tl);
+            if (tl == strlen(jamo[i]) && memcmp(t, jamo[i], tl) == 0) want[i] = id;
+        }
+        ASSERT_TRUE(want[i] >= 0);
+    }
+    tt_expect(v, "\xED\x95\x9C\xEA\xB5\xAD\xEC\x96\xB4", 9, false, false, want, 8);
+
+    /* Word length limit: 100 characters split, 101 are [UNK]. */
+    char word[102];
+    memset(word, 'a', sizeof(word));
+    int32_t *ids;
+    size_t n;
+    ASSERT_OK(vocab_tokenize(v, word, 100, false, false, &ids, &n, NULL));
+    ASSERT_TRUE(n > 1 && ids[0] != 100);
+    mica_free(ids);
+    TT_EXPECT(v, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+              false, false, 100);
+
+    /* Decoding: U+2581 is a space, dropped right after [CLS]. */
+    char piece[32];
+    size_t k = vocab_token_to_piece(v, 101, 7592, piece, sizeof(piece));
+    ASSERT_EQ(k, 5);
+    ASSERT_TRUE(memcmp(piece, "hello", 5) == 0);
+    k = vocab_token_to_piece(v, 7592, 2088, piece, sizeof(piece));
+    ASSERT_EQ(k, 6);
+    ASSERT_TRUE(memcmp(piece, " world", 6) == 0);
+    k = vocab_token_to_piece(v, 2088, 102, piece, sizeof(piece));
+    ASSERT_EQ(k, 5);
+    ASSERT_TRUE(memcmp(piece, "[SEP]", 5) == 0);
+    vocab_free(v);
+}
+
+/* Casing follows the vocabulary: crafted bert vocabularies, expected ids by the rules in wpm.c. */
+TEST(tok_bert_casing) {
+    char names[110][16];
+    const char *toks[110];
+    int32_t types[110];
+    for (int i = 0; i < 110; i++) {
+        snprintf(names[i], sizeof(names[i]), "[unused%d]", i);
+        toks[i] = names[i];
+        types[i] = i == 0 || (i >= 100 && i <= 103) ? 3 : 1;
+    }
+    toks[0] = "[PAD]";
+    toks[100] = "[UNK]";
+    toks[101] = "[CLS]";
+    toks[102] = "[SEP]";
+    toks[103] = "[MASK]";
+    toks[104] = "\xE2\x96\x81Hello";
+    toks[105] = "\xE2\x96\x81hello";
+    toks[106] = "\xE2\x96\x81\xC3\x89" "cole"; /* École */
+    toks[107] = "\xE2\x96\x81" "ecole";
+    toks[108] = "s";
+    toks[109] = "\xE2\x96\x81!";
+    tt_meta m = {"bert", NULL, toks, 110, false, false, types, NULL, 0, NULL};
+    mica_vocab *v = NULL;
+    mica_err err = {0};
+
+    /* Cased: no lowercasing, accents kept. */
+    ASSERT_OK(tt_load_meta(&m, &v, &err));
+    TT_EXPECT(v, "Hello \xC3\x89" "cole!", true, false, 101, 104, 106, 109, 102);
+    TT_EXPECT(v, "Hellos hello", false, false, 104, 108, 105);
+    TT_EXPECT(v, "HELLO ecolez", false, false, 100, 100);
+    vocab_free(v);
+    v = NULL;
+
+    /* Uncased (no normal token has upper-case letters): lowercase, strip accents. */
+    toks[104] = "\xE2\x96\x81hullo";
+    toks[106] = "\xE2\x96\x81" "ecolx";
+    ASSERT_OK(tt_load_meta(&m, &v, &err));
+    TT_EXPECT(v, "Hello \xC3\x89" "cole!", false, false, 105, 107, 109);
+    TT_EXPECT(v, "HELLOS E\xCC\x81" "COLE", false, false, 105, 108, 107);
+    vocab_free(v);
+    v = NULL;
+
+    /* Without an unknown token a WordPiece vocabulary cannot be used. */
+    m.n_tok = 50;
+    ASSERT_EQ(tt_load_meta(&m, &v, &err), MICA_ERR_FORMAT);
+    ASSERT_TRUE(strstr(err.msg, "unknown token") != NULL);
+}
+
+/*
+ * rstrip: for a model named Phi-3, special tokens other than <unk>, <s> and
+ * <|endoftext|> swallow the whitespace after them. Expected ids: llama.cpp
+ * (node-llama-cpp 3.22.1, add_special off, parse_special on). llama-spm,
+ * whose name does not match, keeps the whitespace.
+ */
+TEST(tok_special_strip) {
+    mica_vocab *v = tt_load_vocab("ggml-vocab-phi-3");
+    if (!v) return;
+    TT_EXPECT(v, "<|user|>\nSYS\nHI<|end|>\n<|assistant|>\n", false, true, 32010, 317, 21554, 13, 17628, 32007,
+              32001);
+    TT_EXPECT(v, "x </s>  y <s> z<|endoftext|> w", false, true, 921, 29871, 2, 343, 29871, 1, 29871, 503, 32000,
+              29871, 281);
+    TT_EXPECT(v, "<|user|>  \t\n  hi", false, true, 32010, 7251);
+    vocab_free(v);
+    v = tt_load_vocab("ggml-vocab-llama-spm");
+    if (!v) return;
+    TT_EXPECT(v, "<s>\nSYS</s>  x", false, true, 1, 29871, 13, 14816, 29903, 2, 259, 921);
+    vocab_free(v);
+}
+
+/* lstrip: [MASK] of a model named modern-bert swallows the whitespace before it (crafted SPM vocabulary). */
+TEST(tok_special_lstrip) {
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xE2\x96\x81" "a", "\xE2\x96\x81", "[MASK]"};
+    static const int32_t types[] = {2, 3, 3, 1, 1, 3};
+    tt_meta m = {"llama", NULL, toks, 6, false, false, types, NULL, 0, "ModernBERT-like modern-bert-base"};
+    mica_vocab *v = NULL;
+    mica_err err = {0};
+    ASSERT_OK(tt_load_meta(&m, &v, &err));
+    TT_EXPECT(v, "a  [MASK]", false, true, 3, 5);
+    TT_EXPECT(v, "a  [MASK]  ", false, true, 3, 5, 4, 4, 4); /* dummy prefix + 2 spaces */
+    vocab_free(v);
+    v = NULL;
+    m.name = "other";
+    ASSERT_OK(tt_load_meta(&m, &v, &err));
+    TT_EXPECT(v, "a  [MASK]", false, true, 3, 4, 4, 5);
+    vocab_free(v);
+}
+
+/* ---- streaming detokenizer (public API) ---- */
+
+/* Id of the token whose stored text is s (-1 if none). */
+static int32_t tt_find(const mica_vocab *v, const char *s) {
+    for (int32_t id = 0; id < vocab_n_tokens(v); id++) {
+        size_t tl;
+        const char *t = vocab_token_text(v, id, &tl);
+        if (tl == strlen(s) && memcmp(t, s, tl) == 0) return id;
+    }
+    return -1;
+}
+
+static mica_model *tt_open_model(const char *name) {
+    char rel[256], path[1024];
+    snprintf(rel, sizeof(rel), "vocab/%s.gguf", name);
+    test_data_path(path, sizeof(path), rel);
+    if (!test_require_file(path)) return NULL;
+    mica_model_params p = mica_model_params_default();
+    p.vocab_only = true;
+    mica_model *m = NULL;
+    char err[256];
+    if (mica_model_open(path, &p, &m, err, sizeof(err)) != MICA_OK) {
+        test_fail(__FILE__, __LINE__, "%s: %s", path, err);
+        return NULL;
+    }
+    return m;
+}
+
+/*
+ * A character split over byte tokens comes out only when complete (U+4F60 =
+ * E4 BD A0); invalid bytes come out at once and unchanged; flush emits a
+ * held incomplete tail raw; a small cap delays bytes without losing them.
+ */
+TEST(tok_detok_stream) {
+    mica_model *m = tt_open_model("ggml-vocab-llama-spm");
+    if (!m) return;
+    mica_vocab *v = tt_load_vocab("ggml-vocab-llama-spm");
+    if (!v) return;
+    int32_t e4 = tt_find(v, "<0xE4>"), bd = tt_find(v, "<0xBD>"), a0 = tt_find(v, "<0xA0>");
+    int32_t x41 = tt_find(v, "<0x41>"), xff = tt_find(v, "<0xFF>"), f0 = tt_find(v, "<0xF0>");
+    int32_t x9f = tt_find(v, "<0x9F>"), hello = tt_find(v, "\xE2\x96\x81Hello");
+    ASSERT_TRUE(e4 >= 0 && bd >= 0 && a0 >= 0 && x41 >= 0 && xff >= 0 && f0 >= 0 && x9f >= 0 && hello >= 0);
+    vocab_free(v);
+
+    mica_detok *d = NULL;
+    ASSERT_EQ(mica_detok_create(NULL, &d), MICA_ERR_INVALID_ARG);
+    ASSERT_OK(mica_detok_create(m, &d));
+    char buf[64];
+    ASSERT_EQ(mica_detok_push(d, e4, buf, sizeof(buf)), 0);
+    ASSERT_EQ(mica_detok_push(d, bd, buf, sizeof(buf)), 0);
+    ASSERT_EQ(mica_detok_push(d, a0, buf, sizeof(buf)), 3);
+    ASSERT_TRUE(memcmp(buf, "\xE4\xBD\xA0", 3) == 0);
+    /* E4 then 'A': the sequence can no longer complete, both bytes come out. */
+    ASSERT_EQ(mica_detok_push(d, e4, buf, sizeof(buf)), 0);
+    ASSERT_EQ(mica_detok_push(d, x41, buf, sizeof(buf)), 2);
+    ASSERT_TRUE(memcmp(buf, "\xE4" "A", 2) == 0);
+    ASSERT_EQ(mica_detok_push(d, xff, buf, sizeof(buf)), 1);
+    ASSERT_EQ((uint8_t)buf[0], 0xFF);
+    /* An unfinished emoji at the end of the stream is flushed raw. */
+    ASSERT_EQ(mica_detok_push(d, f0, buf, sizeof(buf)), 0);
+    ASSERT_EQ(mica_detok_push(d, x9f, buf, sizeof(buf)), 0);
+    ASSERT_EQ(mica_detok_flush(d, buf, sizeof(buf)), 2);
+    ASSERT_TRUE(memcmp(buf, "\xF0\x9F", 2) == 0);
+    ASSERT_EQ(mica_detok_flush(d, buf, sizeof(buf)), 0);
+    /* Small caps: " Hello" in pieces of 4 and 2 bytes. */
+    ASSERT_EQ(mica_detok_push(d, hello, buf, 4), 4);
+    ASSERT_TRUE(memcmp(buf, " Hel", 4) == 0);
+    ASSERT_EQ(mica_detok_push(d, -1, buf, sizeof(buf)), 2);
+    ASSERT_TRUE(memcmp(buf, "lo", 2) == 0);
+    mica_detok_free(d);
+    mica_detok_free(NULL);
+
+    /* After BOS the SPM dummy-prefix space is dropped. */
+    ASSERT_OK(mica_detok_create(m, &d));
+    ASSERT_EQ(mica_detok_push(d, mica_token_bos(m), buf, sizeof(buf)), 3); /* "<s>" */
+    ASSERT_EQ(mica_detok_push(d, hello, buf, sizeof(buf)), 5);
+    ASSERT_TRUE(memcmp(buf, "Hello", 5) == 0);
+    mica_detok_free(d);
+    mica_model_free(m);
+}
+
+/* Byte-level BPE: streaming every token of a mixed text, one at a time, gives
+   the text back, and every chunk handed out is valid UTF-8. */
+TEST(tok_detok_bpe) {
+    mica_model *m = tt_open_model("ggml-vocab-qwen2");
+    if (!m) return;
+    const char *text = "你好, мир! 🚀🦙 naïve 😶\xE2\x80\x8D🌫\xEF\xB8\x8F 3333 ok";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ASSERT_OK(mica_tokenize(m, text, strlen(text), false, false, &ids, &n));
+    mica_detok *d = NULL;
+    ASSERT_OK(mica_detok_create(m, &d));
+    char out[256], chunk[64];
+    size_t len = 0;
+    bool held = false;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = mica_detok_push(d, ids[i], chunk, sizeof(chunk));
+        ASSERT_TRUE(utf8_valid(chunk, k));
+        held |= k == 0;
+        memcpy(out + len, chunk, k);
+        len += k;
+    }
+    len += mica_detok_flush(d, out + len, sizeof(out) - len);
+    ASSERT_EQ(len, strlen(text));
+    ASSERT_TRUE(memcmp(out, text, len) == 0);
+    ASSERT_TRUE(held); /* some emoji is split over byte-level tokens */
+    free(ids);
+    mica_detok_free(d);
+    mica_model_free(m);
+}
+
+/*
+ * SPM merges word by word only when no token could cross a word start; a
+ * token "x▁" turns that off. Crafted vocabulary, all scores equal (ties:
+ * leftmost pair): "zx y" -> ▁ z x▁ y, where z has no token and no byte token
+ * (unk).
+ */
+TEST(tok_spm_cross_word) {
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "\xE2\x96\x81x", "x\xE2\x96\x81", "y",
+                                       "\xE2\x96\x81", "\xE2\x96\x81y", "x"};
+    static const int32_t types[] = {2, 3, 3, 1, 1, 1, 1, 1, 1};
+    tt_meta m = {"llama", NULL, toks, 9, false, false, types, NULL, 0, NULL};
+    mica_vocab *v = NULL;
+    mica_err err = {0};
+    ASSERT_OK(tt_load_meta(&m, &v, &err));
+    TT_EXPECT(v, "zx y", false, false, 6, 0, 4, 5);
+    vocab_free(v);
 }
