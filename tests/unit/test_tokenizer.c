@@ -1007,7 +1007,7 @@ TEST(tok_bert_wpm) {
 
 /* Casing follows the vocabulary: crafted bert vocabularies, expected ids by the rules in wpm.c. */
 TEST(tok_bert_casing) {
-    char names[110][16];
+    char names[110][24];
     const char *toks[110];
     int32_t types[110];
     for (int i = 0; i < 110; i++) {
