@@ -74,13 +74,15 @@ check: deps
 	MICA_TESTDATA=$(TESTDATA) MICA_BUILD=$(BUILD) tests/run.sh
 	$(MAKE) check-asan
 
-# The unit suite (malformed-GGUF suite included) under AddressSanitizer and UBSan.
+# The whole unit suite (malformed-GGUF suite and hostile templates included), the
+# malformed files through the CLI and the template comparison, under ASan and UBSan.
 check-asan:
 	$(MAKE) BUILD=build-asan WERROR=1 \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    build-asan/test_unit build-asan/mica
-	MICA_TESTDATA=$(TESTDATA) ASAN_OPTIONS=detect_leaks=1 build-asan/test_unit --only gguf
+	    build-asan/test_unit build-asan/mica build-asan/mica-template
+	MICA_TESTDATA=$(TESTDATA) MICA_BUILD=build-asan ASAN_OPTIONS=detect_leaks=1 build-asan/test_unit
 	MICA_TESTDATA=$(TESTDATA) MICA_BUILD=build-asan tests/scripts/malformed_cli.sh
+	MICA_TESTDATA=$(TESTDATA) MICA_BUILD=build-asan tests/scripts/templates.sh
 
 # ---- fuzzing (clang + libFuzzer) ----
 fuzz: deps

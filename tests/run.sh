@@ -33,6 +33,7 @@ run_suite golden tests/scripts/golden.sh
 run_suite cli tests/scripts/cli_errors.sh
 run_suite chat tests/scripts/chat.sh
 run_suite templates tests/scripts/templates.sh
+run_suite tokenize-cli tests/scripts/tokenize_cli.sh
 run_suite oracle tests/scripts/oracle.sh
 run_suite bench-smoke tests/scripts/bench_smoke.sh
 

@@ -122,6 +122,57 @@ def conversations():
         "oss_thinking": conv([u1, {"role": "assistant", "content": "4.", "thinking": "2+2 is 4"}], gen=False),
         "empty_content": conv([{"role": "user", "content": ""}, {"role": "assistant", "content": ""},
                                {"role": "user", "content": " spaced \n"}]),
+        # The variants below always pass `tools` (a list, possibly empty):
+        # templates such as Hermes-3 tool_use iterate over it unconditionally.
+        # Most have no system message and alternate user/assistant strictly,
+        # so Gemma-2 accepts them too.
+        "tl_user_only": conv([u1], tools=[]),
+        "tl_multi_turn": conv([u1, a1, u2], tools=TOOLS),
+        "tl_sys_multi_nogen": conv([sys_msg, u1, a1, u2, {"role": "assistant", "content": "こんにちは！"}],
+                                   gen=False, tools=TOOLS),
+        "tl_empty_system": conv([{"role": "system", "content": ""}, u1], tools=TOOLS),
+        "tl_empty_strings": conv([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}],
+                                 gen=False, tools=[]),
+        "unicode_gen": conv([
+            {"role": "user", "content": "👋🏽 Grüße aus Zürich! 🇨🇭👨‍👩‍👧"},
+            {"role": "assistant", "content": "你好，世界。今日は良い天気ですね。안녕하세요!"},
+            {"role": "user", "content": "مرحبا بالعالم — שלום עולם (RTL) \u200f!"},
+            {"role": "assistant", "content": "e\u0301 = é, Ω ≠ ∞, ½ ≤ ¾, ﬁ"},
+            {"role": "user", "content": "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 zero\u200bwidth, NBSP\u00a0here, tab\tend  "}],
+            tools=[]),
+        "unicode_nogen": conv([
+            {"role": "user", "content": "Переведи: «доброе утро» ✨"},
+            {"role": "assistant", "content": "Good morning ☀️ — 早上好 — صباح الخير"}],
+            gen=False, tools=TOOLS),
+        "reasoning_multi": conv([
+            u1, {"role": "assistant", "content": "4.", "reasoning_content": "Let me think… 2+2 is 4."},
+            u2, {"role": "assistant", "content": "こんにちは (konnichiwa).",
+                 "reasoning_content": "日本語の挨拶。\nKeep it short."}], gen=False, tools=[]),
+        "reasoning_gen": conv([
+            u1, {"role": "assistant", "content": "", "reasoning_content": "Only reasoning, no answer."},
+            {"role": "user", "content": "Again, 🙂?"}], tools=[]),
+        "tool_call_gen": conv([tool_user, tool_call], tools=TOOLS),
+        "reasoning_tools": conv([tool_user, {"role": "assistant", "content": "",
+                                             "reasoning_content": "I need the weather tool.",
+                                             "tool_calls": [CALL]},
+                                 tool_res, dict(tool_final, reasoning_content="Report the result.")],
+                                gen=False, tools=TOOLS),
+        "parallel_calls": conv([tool_user, {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call00001", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"東京\", \"days\": 2}"}},
+            {"id": "call00002", "type": "function",
+             "function": {"name": "search", "arguments": {"query": "Tokyo", "tags": ["news", "天気"]}}}]},
+            dict(tool_res, tool_call_id="call00001", content="{\"temperature\": 12}"),
+            dict(tool_res, tool_call_id="call00002", name="search", content="[]")], tools=TOOLS),
+        "whitespace": conv([
+            {"role": "user", "content": "  leading and trailing  "},
+            {"role": "assistant", "content": "\n\nnewlines\n\n"},
+            {"role": "user", "content": "\ttabs\t and {{ braces }} {% raw %} <|im_end|>"}], tools=[]),
+        "content_parts": conv([
+            {"role": "user", "content": [{"type": "text", "text": "Describe "},
+                                         {"type": "text", "text": "this: ünïcödé"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "A list of parts."}]},
+            {"role": "user", "content": [{"type": "text", "text": "Thanks!"}]}], tools=[]),
     }
 
 

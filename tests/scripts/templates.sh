@@ -4,7 +4,9 @@
 # Python Jinja2 configured as Hugging Face does (tests/ref/render_templates.py,
 # Debian python3-jinja2), and compares the outputs byte for byte. A pair where
 # both renderers refuse the conversation (raise_exception, e.g. a system
-# message for Gemma) passes; one failing alone is a failure.
+# message for Gemma) passes; one failing alone is a failure. Each template
+# must render at least MIN_RENDERED conversations identically (refusals do not
+# count), or the template is a failure.
 # Prints "templates: N passed, M failed". Missing python3-jinja2 or test data
 # is a failure when CI=true and a skip otherwise.
 set -u
@@ -12,6 +14,7 @@ B=${MICA_BUILD:-build}; D=${MICA_TESTDATA:-../shared/testdata}
 PY=/usr/bin/python3
 T="$B/test-tmp/templates"; rm -rf "$T"; mkdir -p "$T/conv" "$T/ref" "$T/got"
 NOW=1700000000 # fixed clock for strftime_now (2023-11-14 UTC)
+MIN_RENDERED=8
 pass=0 fail=0 rendered=0
 bad() { echo "FAIL $1: $2"; fail=$((fail + 1)); }
 skip_or_fail() {
@@ -53,7 +56,11 @@ for tf in "$D"/templates/*.jinja; do
             fi
         fi
     done
-    echo "ok   $tn: $tp conversations rendered identically"
+    if [ "$tp" -ge "$MIN_RENDERED" ]; then
+        echo "ok   $tn: $tp conversations rendered identically"
+    else
+        bad "$tn" "only $tp conversations rendered identically (need >= $MIN_RENDERED)"
+    fi
 done
 echo "($rendered template/conversation pairs rendered identically; the rest were refused by both)"
 echo "templates: $pass passed, $fail failed"
