@@ -2,7 +2,7 @@
  * mica-gen - writes random-weight GGUF test models (see src/convert/gen.h).
  *
  *   mica-gen --preset NAME [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q6_K] [--seed N]
- *            [--vocab VOCAB.gguf] -o OUT.gguf
+ *            [--vocab VOCAB.gguf] [--chat-template FILE] -o OUT.gguf
  *   mica-gen --list
  *
  * Prints nothing on stdout except the --list table; an error is one line on
@@ -19,7 +19,7 @@
 
 static int gen_cli_usage(void) {
     fprintf(stderr, "usage: mica-gen --preset NAME [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q6_K] "
-                    "[--seed N] [--vocab VOCAB.gguf] -o OUT.gguf | mica-gen --list\n");
+                    "[--seed N] [--vocab VOCAB.gguf] [--chat-template FILE] -o OUT.gguf | mica-gen --list\n");
     return 1;
 }
 
@@ -37,8 +37,30 @@ static uint32_t gen_cli_type(const char *s) {
     return MICA_DTYPE_COUNT;
 }
 
+/* The whole file as a NUL-terminated string (malloc'd), or NULL. */
+static char *gen_cli_read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) break;
+        char *nb = realloc(buf, cap * 2);
+        if (!nb) { free(buf); buf = NULL; break; }
+        buf = nb;
+        cap *= 2;
+    }
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (!buf || bad) { free(buf); return NULL; }
+    buf[n] = '\0';
+    return buf;
+}
+
 int main(int argc, char **argv) {
     gen_params p = {.type = MICA_DTYPE_F32};
+    char *tmpl = NULL; /* --chat-template text */
     const char *out = NULL;
     for (int i = 1; i < argc; i += 2) { /* options come in (name, value) pairs */
         const char *a = argv[i];
@@ -48,7 +70,7 @@ int main(int argc, char **argv) {
             return 0;
         }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return gen_cli_usage();
-        static const char *const known[] = {"--preset", "--type", "--seed", "--vocab", "-o", "--output"};
+        static const char *const known[] = {"--preset", "--type", "--seed", "--vocab", "--chat-template", "-o", "--output"};
         bool is_known = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) is_known |= strcmp(a, known[k]) == 0;
         if (!is_known) {
@@ -78,6 +100,12 @@ int main(int argc, char **argv) {
             p.seed = s;
         } else if (strcmp(a, "--vocab") == 0) {
             p.vocab_path = v;
+        } else if (strcmp(a, "--chat-template") == 0) {
+            if (!(tmpl = gen_cli_read_text(v))) {
+                fprintf(stderr, "mica-gen: cannot read --chat-template '%s'\n", v);
+                return 1;
+            }
+            p.chat_template = tmpl;
         } else {
             out = v; /* -o, --output */
         }
@@ -88,7 +116,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     mica_err err = {MICA_OK, ""};
-    if (gen_write(&p, out, &err) != MICA_OK) {
+    mica_status st = gen_write(&p, out, &err);
+    free(tmpl);
+    if (st != MICA_OK) {
         fprintf(stderr, "mica-gen: %s\n", err.msg);
         return 1;
     }

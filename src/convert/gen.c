@@ -22,22 +22,51 @@
 
 static const gen_preset gen_presets[] = {
     {"tiny-llama", "llama", "llama, 256 wide, 2 layers, 4/2 heads of 64, ffn 512, vocab 640 SPM, untied",
-     256, 2, 4, 2, 64, 512, 640, 4096, 10000.0f, 1e-5f, false, false, false, true, GEN_VOCAB_SPM},
+     256, 2, 4, 2, 64, 512, 640, 4096, 10000.0f, 1e-5f, false, false, false, true, GEN_VOCAB_SPM, 0, 0, 0, false},
     {"tiny-qwen2", "qwen2",
      "qwen2, 256 wide, 2 layers, 4/2 heads of 64, q/k/v biases, ffn 384 (ffn_down falls back "
      "to Q8_0 under K-quants), vocab 640 BPE, untied",
-     256, 2, 4, 2, 64, 384, 640, 4096, 1000000.0f, 1e-6f, false, false, true, true, GEN_VOCAB_BPE},
+     256, 2, 4, 2, 64, 384, 640, 4096, 1000000.0f, 1e-6f, false, false, true, true, GEN_VOCAB_BPE, 0, 0, 0, false},
     {"tiny-qwen3", "qwen3",
      "qwen3, 256 wide, 2 layers, 8/2 heads of 64 (q 512 wide), q/k norms, ffn 768, vocab 640 BPE, tied",
-     256, 2, 8, 2, 64, 768, 640, 4096, 1000000.0f, 1e-6f, true, true, false, true, GEN_VOCAB_BPE},
+     256, 2, 8, 2, 64, 768, 640, 4096, 1000000.0f, 1e-6f, true, true, false, true, GEN_VOCAB_BPE, 0, 0, 0, false},
     {"qwen3-0.6b", "qwen3",
      "Qwen3-0.6B shape: 1024 wide, 28 layers, 16/8 heads of 128, ffn 3072, vocab 151936, tied",
      1024, 28, 16, 8, 128, 3072, 151936, 40960, 1000000.0f, 1e-6f, true, true, false, false,
-     GEN_VOCAB_BPE},
+     GEN_VOCAB_BPE, 0, 0, 0, false},
     {"tinyllama-1.1b", "llama",
      "TinyLlama-1.1B shape: 2048 wide, 22 layers, 32/4 heads of 64, ffn 5632, vocab 32000, untied",
      2048, 22, 32, 4, 64, 5632, 32000, 2048, 10000.0f, 1e-5f, false, false, false, false,
-     GEN_VOCAB_SPM},
+     GEN_VOCAB_SPM, 0, 0, 0, false},
+    {"tiny-qwen3moe", "qwen3moe",
+     "qwen3moe, 256 wide, 2 layers, 8/2 heads of 64, q/k norms, 8 experts of 256 (4 used, "
+     "renormalised), vocab 640 BPE, untied",
+     256, 2, 8, 2, 64, 768, 640, 4096, 1000000.0f, 1e-6f, false, true, false, true, GEN_VOCAB_BPE,
+     8, 4, 256, false},
+    {"tiny-olmoe", "olmoe",
+     "olmoe, 256 wide, 2 layers, 4/4 heads of 64, full-width q/k norms, 8 experts of 256 (4 used, "
+     "raw softmax weights), vocab 640 BPE, untied",
+     256, 2, 4, 4, 64, 256, 640, 4096, 10000.0f, 1e-5f, false, true, false, true, GEN_VOCAB_BPE,
+     8, 4, 256, true},
+    {"tiny-mixtral", "llama",
+     "llama with experts (Mixtral), 256 wide, 2 layers, 4/2 heads of 64, 8 experts of 512 "
+     "(2 used), vocab 640 SPM, untied",
+     256, 2, 4, 2, 64, 512, 640, 4096, 1000000.0f, 1e-5f, false, false, false, true, GEN_VOCAB_SPM,
+     8, 2, 512, false},
+    {"qwen3-30b-a3b", "qwen3moe",
+     "Qwen3-30B-A3B shape: 2048 wide, 48 layers, 32/4 heads of 128, 128 experts of 768 (8 used), "
+     "vocab 151936, untied",
+     2048, 48, 32, 4, 128, 6144, 151936, 40960, 1000000.0f, 1e-6f, false, true, false, false,
+     GEN_VOCAB_BPE, 128, 8, 768, false},
+    {"qwen3-30b-a3b-half", "qwen3moe",
+     "Qwen3-30B-A3B with 24 of its 48 layers (about 9 GB at Q4_0)",
+     2048, 24, 32, 4, 128, 6144, 151936, 40960, 1000000.0f, 1e-6f, false, true, false, false,
+     GEN_VOCAB_BPE, 128, 8, 768, false},
+    {"olmoe-1b-7b", "olmoe",
+     "OLMoE-1B-7B shape: 2048 wide, 16 layers, 16/16 heads of 128, 64 experts of 1024 (8 used), "
+     "vocab 50304, untied",
+     2048, 16, 16, 16, 128, 1024, 50304, 4096, 10000.0f, 1e-5f, false, true, false, false,
+     GEN_VOCAB_BPE, 64, 8, 1024, true},
 };
 
 size_t gen_preset_count(void) { return MICA_ARRAY_LEN(gen_presets); }
@@ -130,7 +159,7 @@ static void gen_normals(uint64_t key, uint64_t start, uint64_t n, float *out) {
 typedef struct gen_tensor {
     char name[GGUF_MAX_NAME + 1];
     uint32_t n_dims, type;
-    int64_t ne[2];
+    int64_t ne[3];
     float mean, std;
     bool random_sign;          /* each element's sign flipped with probability 1/2 */
     uint64_t key;
@@ -163,7 +192,7 @@ static void gen_encode_row(gen_tensor *t, int64_t r, void *dst) {
 static mica_status gen_fill(void *user, void *dst, uint64_t nbytes, mica_err *err) {
     gen_tensor *t = user;
     uint8_t *out = dst;
-    uint64_t total = t->row_bytes * (uint64_t)t->ne[1];
+    uint64_t total = t->row_bytes * (uint64_t)t->ne[1] * (uint64_t)t->ne[2];
     if (nbytes > total - t->cursor)
         return mica_err_set(err, MICA_ERR_INTERNAL, "%s: fill past the end", t->name);
     while (nbytes > 0) {
@@ -191,8 +220,9 @@ typedef struct gen_plan {
     uint32_t type; /* requested matrix type */
 } gen_plan;
 
+/* Declares a tensor of ne0 x ne1 x ne2 elements (ne2 > 1: 3-D, ne1 > 1: 2-D). */
 static mica_status gen_plan_add(gen_plan *pl, const char *name, int64_t ne0, int64_t ne1,
-                                float mean, float std, mica_err *err) {
+                                int64_t ne2, float mean, float std, mica_err *err) {
     if (pl->n == pl->cap) {
         size_t cap = pl->cap ? 2 * pl->cap : 64;
         gen_tensor *p = mica_realloc(pl->t, cap * sizeof *p);
@@ -203,10 +233,11 @@ static mica_status gen_plan_add(gen_plan *pl, const char *name, int64_t ne0, int
     gen_tensor *t = &pl->t[pl->n++];
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
-    t->n_dims = ne1 > 1 ? 2 : 1;
+    t->n_dims = ne2 > 1 ? 3 : ne1 > 1 ? 2 : 1;
     t->ne[0] = ne0;
     t->ne[1] = ne1;
-    t->type = t->n_dims == 2 ? gen_matrix_type(pl->type, ne0) : MICA_DTYPE_F32;
+    t->ne[2] = ne2;
+    t->type = t->n_dims >= 2 ? gen_matrix_type(pl->type, ne0) : MICA_DTYPE_F32;
     t->mean = mean;
     t->std = std;
     t->key = gen_key(pl->seed, name);
@@ -234,11 +265,14 @@ static mica_status gen_plan_build(gen_plan *pl, const gen_preset *p, int64_t n_v
     const float out_gain = p->tied ? GEN_LOGIT_STD / (GEN_EMBD_STD * sqrtf((float)d)) : 1.0f;
     char nm[GGUF_MAX_NAME + 1];
     mica_status st;
-#define GEN_ADD(ne0, ne1, mean, std)                                              \
+#define GEN_ADD3(ne0, ne1, ne2, mean, std)                                        \
     do {                                                                          \
-        if ((st = gen_plan_add(pl, nm, ne0, ne1, mean, std, err))) return st;     \
+        if ((st = gen_plan_add(pl, nm, ne0, ne1, ne2, mean, std, err))) return st; \
     } while (0)
+#define GEN_ADD(ne0, ne1, mean, std) GEN_ADD3(ne0, ne1, 1, mean, std)
 #define GEN_MAT(ne0, ne1, scale) GEN_ADD(ne0, ne1, 0.0f, (scale) / sqrtf((float)(ne0)))
+#define GEN_EXPS(ne0, ne1, scale) GEN_ADD3(ne0, ne1, ne_x, 0.0f, (scale) / sqrtf((float)(ne0)))
+    const int64_t ne_x = p->n_expert, ff_x = p->n_ff_exp;
 
     snprintf(nm, sizeof nm, "token_embd.weight");
     GEN_ADD(d, n_vocab, 0.0f, GEN_EMBD_STD);                      /* (n_vocab, n_embd) */
@@ -261,14 +295,27 @@ static mica_status gen_plan_build(gen_plan *pl, const gen_preset *p, int64_t n_v
         }
         if (p->qk_norm) {
             snprintf(nm, sizeof nm, "blk.%u.attn_q_norm.weight", l);
-            GEN_ADD(hd, 1, 1.0f, norm_noise);                     /* (head_dim) */
+            GEN_ADD(p->qk_norm_full ? q_dim : hd, 1, 1.0f, norm_noise);  /* (head_dim) or (q_dim) */
             snprintf(nm, sizeof nm, "blk.%u.attn_k_norm.weight", l);
-            GEN_ADD(hd, 1, 1.0f, norm_noise);                     /* (head_dim) */
+            GEN_ADD(p->qk_norm_full ? kv_dim : hd, 1, 1.0f, norm_noise); /* (head_dim) or (kv_dim) */
         }
         snprintf(nm, sizeof nm, "blk.%u.attn_output.weight", l);
         GEN_MAT(q_dim, d, resid);                                 /* (n_embd, q_dim) */
         snprintf(nm, sizeof nm, "blk.%u.ffn_norm.weight", l);
         GEN_ADD(d, 1, 1.0f, norm_noise);                          /* (n_embd) */
+        if (ne_x > 0) {
+            snprintf(nm, sizeof nm, "blk.%u.ffn_gate_inp.weight", l);
+            GEN_MAT(d, ne_x, 1.0f);                               /* (n_expert, n_embd) */
+            pl->t[pl->n - 1].type = MICA_DTYPE_F32;               /* routers stay F32 */
+            pl->t[pl->n - 1].row_bytes = (uint64_t)d * sizeof(float);
+            snprintf(nm, sizeof nm, "blk.%u.ffn_gate_exps.weight", l);
+            GEN_EXPS(d, ff_x, 1.0f);                              /* (n_expert, n_ff_exp, n_embd) */
+            snprintf(nm, sizeof nm, "blk.%u.ffn_up_exps.weight", l);
+            GEN_EXPS(d, ff_x, 1.0f);                              /* (n_expert, n_ff_exp, n_embd) */
+            snprintf(nm, sizeof nm, "blk.%u.ffn_down_exps.weight", l);
+            GEN_EXPS(ff_x, d, resid);                             /* (n_expert, n_embd, n_ff_exp) */
+            continue;
+        }
         snprintf(nm, sizeof nm, "blk.%u.ffn_gate.weight", l);
         GEN_MAT(d, ff, 1.0f);                                     /* (n_ff, n_embd) */
         snprintf(nm, sizeof nm, "blk.%u.ffn_up.weight", l);
@@ -283,8 +330,10 @@ static mica_status gen_plan_build(gen_plan *pl, const gen_preset *p, int64_t n_v
         snprintf(nm, sizeof nm, "output.weight");
         GEN_MAT(d, n_vocab, GEN_LOGIT_STD);                       /* (n_vocab, n_embd) */
     }
+#undef GEN_EXPS
 #undef GEN_MAT
 #undef GEN_ADD
+#undef GEN_ADD3
     return MICA_OK;
 }
 
@@ -548,8 +597,8 @@ static mica_status gen_copy_value(gguf_writer *w, const gguf_ctx *g, const char 
 }
 
 /* Copies every tokenizer.* key of the vocabulary file; *n_vocab = its token count. */
-static mica_status gen_copy_vocab(gguf_writer *w, const char *path, int64_t *n_vocab,
-                                  mica_err *err) {
+static mica_status gen_copy_vocab(gguf_writer *w, const char *path, bool skip_template,
+                                  int64_t *n_vocab, mica_err *err) {
     gguf_ctx *g = NULL;
     mica_status st = gguf_open(path, &g, err);
     if (st) return st;
@@ -561,6 +610,8 @@ static mica_status gen_copy_vocab(gguf_writer *w, const char *path, int64_t *n_v
     for (uint64_t i = 0; st == MICA_OK && i < gguf_n_kv(g); i++) {
         const gguf_kv *kv = gguf_kv_at(g, i);
         if (kv->key.len < 10 || memcmp(kv->key.ptr, "tokenizer.", 10) != 0) continue;
+        if (skip_template && kv->key.len == 23 && memcmp(kv->key.ptr, "tokenizer.chat_template", 23) == 0)
+            continue;
         char *key = mica_strndup(kv->key.ptr, (size_t)kv->key.len);
         if (!key) {
             st = mica_err_set(err, MICA_ERR_NOMEM, "out of memory");
@@ -599,6 +650,12 @@ static mica_status gen_write_hparams(gguf_writer *w, const gen_preset *p, uint32
     GEN_W(gguf_writer_set_f32(w, GEN_KEY("rope.freq_base"), p->rope_base));
     GEN_W(gguf_writer_set_f32(w, GEN_KEY("attention.layer_norm_rms_epsilon"), p->rms_eps));
     GEN_W(gguf_writer_set_u32(w, GEN_KEY("vocab_size"), (uint32_t)n_vocab));
+    if (p->n_expert > 0) {
+        GEN_W(gguf_writer_set_u32(w, GEN_KEY("expert_count"), p->n_expert));
+        GEN_W(gguf_writer_set_u32(w, GEN_KEY("expert_used_count"), p->n_expert_used));
+        if (strcmp(p->arch, "llama") != 0)
+            GEN_W(gguf_writer_set_u32(w, GEN_KEY("expert_feed_forward_length"), p->n_ff_exp));
+    }
 #undef GEN_KEY
     return MICA_OK;
 }
@@ -609,7 +666,7 @@ static mica_status gen_write_impl(const gen_params *prm, const gen_preset *p, gg
     int64_t n_vocab = p->n_vocab;
     mica_status st;
     if (prm->vocab_path) {
-        if ((st = gen_copy_vocab(w, prm->vocab_path, &n_vocab, err))) return st;
+        if ((st = gen_copy_vocab(w, prm->vocab_path, prm->chat_template != NULL, &n_vocab, err))) return st;
         if (!p->is_tiny && n_vocab != (int64_t)p->n_vocab)
             return mica_err_set(err, MICA_ERR_INVALID_ARG,
                                 "%s has %lld tokens but preset %s needs %u", prm->vocab_path,
@@ -617,6 +674,7 @@ static mica_status gen_write_impl(const gen_params *prm, const gen_preset *p, gg
     } else if ((st = gen_write_vocab(w, p, n_vocab, err))) {
         return st;
     }
+    if (prm->chat_template) GEN_W(gguf_writer_set_str(w, "tokenizer.chat_template", prm->chat_template));
     if ((st = gen_write_hparams(w, p, prm->type, n_vocab, err))) return st;
     if ((st = gen_plan_build(pl, p, n_vocab, err))) return st;
 

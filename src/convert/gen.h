@@ -21,10 +21,20 @@
  *                          random signs: logits of std ~GEN_LOGIT_STD that do
  *                          not simply echo the input token (see gen.c)
  *   biases                 N(0, 0.1^2)
- * Norm weights and biases are always F32. Every 2-D matrix (token_embd and
- * output included) is stored in the requested type; a matrix whose row
- * length is not a multiple of that type's block (K-quants: 256) is stored
- * as Q8_0 instead.
+ *   MoE router             N(0, 1/fan_in): router logits of std ~1
+ *   experts                as the dense FFN (ffn_down_exps scaled like ffn_down)
+ * Norm weights, biases and MoE routers (ffn_gate_inp, as llama.cpp's
+ * quantiser keeps them) are always F32. Every other matrix (token_embd,
+ * output and the 3-D expert tensors included) is stored in the requested
+ * type; a matrix whose row length is not a multiple of that type's block
+ * (K-quants: 256) is stored as Q8_0 instead.
+ *
+ * MoE presets (n_expert > 0) replace every block's ffn_gate/up/down with
+ * ffn_gate_inp {n_embd, n_expert} and ffn_{gate,up}_exps {n_embd, n_ff_exp,
+ * n_expert}, ffn_down_exps {n_ff_exp, n_embd, n_expert}, and write
+ * {arch}.expert_count / expert_used_count (and, except for `llama`, where
+ * feed_forward_length is the expert width as in Mixtral files,
+ * expert_feed_forward_length).
  *
  * Vocabulary: copied from a GGUF file (every tokenizer.* key; its token count
  * becomes n_vocab) or synthesised: SentencePiece-style for llama presets,
@@ -55,6 +65,9 @@ typedef struct gen_preset {
     bool qkv_bias;  /* blk.N.attn_{q,k,v}.bias (qwen2) */
     bool is_tiny;   /* with a vocabulary file, adopt its token count */
     enum gen_vocab_kind vocab;
+    /* mixture of experts; n_expert == 0: dense */
+    uint32_t n_expert, n_expert_used, n_ff_exp;
+    bool qk_norm_full; /* attn_q_norm/attn_k_norm over the whole q/k vectors (olmoe) */
 } gen_preset;
 
 size_t gen_preset_count(void);
@@ -73,6 +86,7 @@ typedef struct gen_params {
     uint32_t type;          /* enum mica_dtype for the 2-D matrices */
     uint64_t seed;
     const char *vocab_path; /* GGUF to copy tokenizer.* from; NULL: synthesise */
+    const char *chat_template; /* tokenizer.chat_template text; NULL: the vocabulary file's, if any */
 } gen_params;
 
 /*

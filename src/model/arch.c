@@ -9,11 +9,15 @@
 extern const arch_ops arch_llama_ops;
 extern const arch_ops arch_qwen2_ops;
 extern const arch_ops arch_qwen3_ops;
+extern const arch_ops arch_qwen3moe_ops;
+extern const arch_ops arch_olmoe_ops;
 
 static const arch_ops *const arch_registry[] = {
     &arch_llama_ops,
     &arch_qwen2_ops,
     &arch_qwen3_ops,
+    &arch_qwen3moe_ops,
+    &arch_olmoe_ops,
 };
 
 const arch_ops *arch_find(const char *name, size_t len) {
@@ -24,4 +28,4 @@ const arch_ops *arch_find(const char *name, size_t len) {
     return NULL;
 }
 
-const char *arch_names(void) { return "llama, qwen2, qwen3"; }
+const char *arch_names(void) { return "llama, qwen2, qwen3, qwen3moe, olmoe"; }

@@ -8,6 +8,10 @@
  *   qwen2   NEOX (half-split)  yes            no
  *   qwen3   NEOX (half-split)  no             yes
  *
+ * A `llama` file with `llama.expert_count` > 0 (Mixtral, 3.2) has a
+ * mixture-of-experts FFN in every block instead of the dense one (moe.c;
+ * softmax router, top-k renormalised unless expert_weights_norm says not).
+ *
  * Layer: model. Weights are views into the mapped file (see model.h).
  */
 #include <inttypes.h>
@@ -17,6 +21,7 @@
 
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "model/moe.h"
 
 typedef struct llama_variant {
     enum rope_mode rope_mode;
@@ -36,6 +41,7 @@ typedef struct llama_layer {
     tensor_view ffn_norm;           /* [n_embd] */
     tensor_view ffn_gate, ffn_up;   /* [n_embd, n_ff] */
     tensor_view ffn_down;           /* [n_ff, n_embd] */
+    moe_layer moe;                  /* experts instead of ffn_gate/up/down (Mixtral) */
 } llama_layer;
 
 typedef struct llama_weights {
@@ -44,6 +50,7 @@ typedef struct llama_weights {
     tensor_view output_norm; /* [n_embd] */
     tensor_view output;      /* [n_embd, n_vocab]; = token_embd when tied */
     llama_layer *layers;     /* [n_layer] */
+    moe_params moe;          /* n_expert == 0: dense FFN */
 } llama_weights;
 
 struct arch_state {
@@ -62,6 +69,7 @@ struct arch_state {
     float *up;       /* [n_batch][n_ff] */
     float *att_scratch; /* [n_threads][n_ctx] */
     void *block;     /* one allocation behind all the float buffers */
+    moe_scratch moe; /* MoE models only */
 };
 
 /* ---- load ---- */
@@ -123,8 +131,8 @@ static mica_status llama_read_hparams(mica_model *m, const llama_variant *var, m
     return MICA_OK;
 }
 
-static mica_status bind_layer(mica_model *m, const llama_variant *var, uint32_t il, llama_layer *L,
-                              mica_err *err) {
+static mica_status bind_layer(mica_model *m, const llama_variant *var, const moe_params *moe,
+                              uint32_t il, llama_layer *L, mica_err *err) {
     const model_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, F = hp->n_ff;
     const int64_t qd = (int64_t)hp->n_head * hp->head_dim;
@@ -152,6 +160,7 @@ static mica_status bind_layer(mica_model *m, const llama_variant *var, uint32_t 
         BIND(k_norm, "attn_k_norm.weight", 1, false, true, hp->head_dim);
     }
     BIND(ffn_norm, "ffn_norm.weight", 1, false, true, E);
+    if (moe->n_expert > 0) return moe_bind(m, il, moe, E, &L->moe, err);
     BIND(ffn_gate, "ffn_gate.weight", 2, false, false, E, F);
     BIND(ffn_up, "ffn_up.weight", 2, false, false, E, F);
     BIND(ffn_down, "ffn_down.weight", 2, false, false, F, E);
@@ -182,8 +191,17 @@ static mica_status llama_load_variant(mica_model *m, const llama_variant *var, m
     if ((st = weights_bind(m, &w->output_norm, "output_norm.weight", 1, (int64_t[]){E}, false, true, err))) goto fail;
     if ((st = weights_bind(m, &w->output, "output.weight", 2, (int64_t[]){E, V}, true, false, err))) goto fail;
     if (!w->output.data) w->output = w->token_embd; /* tied embeddings */
-    for (uint32_t il = 0; il < hp->n_layer; il++)
-        if ((st = bind_layer(m, var, il, &w->layers[il], err))) goto fail;
+    uint32_t n_expert = 0;
+    if ((st = hparams_u32(m, "expert_count", &n_expert, false, err))) goto fail;
+    static const moe_params moe_defaults = {.gating = MOE_GATING_SOFTMAX, .norm_topk = true};
+    if (n_expert > 0 && (st = moe_read_params(m, &moe_defaults, hp->n_ff, &w->moe, err))) goto fail;
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        if ((st = bind_layer(m, var, &w->moe, il, &w->layers[il], err))) goto fail;
+        if (w->moe.n_expert > 0) { /* a token reads only its experts' weights */
+            uint64_t unread = moe_unread_bytes_per_token(&w->moe, &w->layers[il].moe);
+            m->bytes_per_token -= MICA_MIN(m->bytes_per_token, unread);
+        }
+    }
     return MICA_OK;
 fail:
     llama_unload(m);
@@ -195,6 +213,7 @@ fail:
 static void llama_state_free(arch_state *s) {
     if (!s) return;
     kv_cache_deinit(&s->kv);
+    moe_scratch_deinit(&s->moe);
     mica_free(s->block);
     mica_free(s->ops.qbuf);
     mica_free(s);
@@ -210,6 +229,7 @@ static size_t max_qbuf(const mica_model *m, int32_t n_batch) {
             size_t b = ops_qbuf_bytes(&m->kt, all[i]->type, all[i]->ne[0], n_batch);
             best = MICA_MAX(best, b);
         }
+        best = MICA_MAX(best, moe_qbuf_bytes(&m->kt, &L->moe, n_batch));
     }
     return best;
 }
@@ -222,6 +242,8 @@ static mica_status llama_state_create(const mica_model *m, mica_pool *pool, int3
     mica_status st = kv_cache_init(&s->kv, hp->n_layer, n_ctx, (int64_t)hp->n_head_kv * hp->head_dim,
                                    (int64_t)hp->n_head_kv * hp->head_dim_v, err);
     if (st) goto fail;
+    const llama_weights *w = m->arch_data;
+    if (w->moe.n_expert > 0 && (st = moe_scratch_init(&s->moe, &w->moe, hp->n_embd, n_batch, err))) goto fail;
     s->n_batch = n_batch;
     const size_t B = (size_t)n_batch;
     const size_t sizes[] = {
@@ -313,13 +335,17 @@ static void llama_forward(const mica_model *m, arch_state *s, const int32_t *tok
         ops_matmul(c, &L->wo, s->attn, n, s->proj);
         for (int64_t i = 0; i < n * E; i++) s->x[i] += s->proj[i];
 
-        /* ffn rmsnorm, SwiGLU, residual */
+        /* ffn rmsnorm, SwiGLU (or the mixture of experts), residual */
         for (int32_t t = 0; t < n; t++)
             ops_rmsnorm(s->xb + t * E, s->x + t * E, L->ffn_norm.data, E, hp->rms_eps);
-        ops_matmul(c, &L->ffn_gate, s->xb, n, s->gate);
-        ops_matmul(c, &L->ffn_up, s->xb, n, s->up);
-        ops_swiglu(s->gate, s->gate, s->up, n * F);
-        ops_matmul(c, &L->ffn_down, s->gate, n, s->proj);
+        if (w->moe.n_expert > 0) {
+            moe_forward(c, &w->moe, &L->moe, &s->moe, s->xb, n, E, s->proj);
+        } else {
+            ops_matmul(c, &L->ffn_gate, s->xb, n, s->gate);
+            ops_matmul(c, &L->ffn_up, s->xb, n, s->up);
+            ops_swiglu(s->gate, s->gate, s->up, n * F);
+            ops_matmul(c, &L->ffn_down, s->gate, n, s->proj);
+        }
         for (int64_t i = 0; i < n * E; i++) s->x[i] += s->proj[i];
     }
 

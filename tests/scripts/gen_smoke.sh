@@ -15,12 +15,12 @@ bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 
 # --list: one line per preset on stdout, nothing on stderr
 if "$G" --list >"$T/out" 2>"$T/err" && [ ! -s "$T/err" ] &&
-   [ "$(grep -cE '^(tiny-llama|tiny-qwen2|tiny-qwen3|qwen3-0\.6b|tinyllama-1\.1b) ' "$T/out")" -eq 5 ]; then
+   [ "$(grep -cE '^(tiny-llama|tiny-qwen2|tiny-qwen3|qwen3-0\.6b|tinyllama-1\.1b|tiny-qwen3moe|tiny-olmoe|tiny-mixtral|qwen3-30b-a3b|qwen3-30b-a3b-half|olmoe-1b-7b) ' "$T/out")" -eq 11 ]; then
     ok "--list"
 else bad "--list"; fi
 
 # every tiny preset: silent success, a GGUF file, readable by mica info when built
-for p in tiny-llama tiny-qwen2 tiny-qwen3; do
+for p in tiny-llama tiny-qwen2 tiny-qwen3 tiny-qwen3moe tiny-olmoe tiny-mixtral; do
     for t in F32 Q8_0 Q4_K; do
         f="$T/$p-$t.gguf"
         if "$G" --preset "$p" --type "$t" --seed 9 -o "$f" >"$T/out" 2>"$T/err" &&

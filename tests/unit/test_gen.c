@@ -515,3 +515,81 @@ TEST(gen_bad_params) {
     ASSERT_EQ(gen_matrix_type(MICA_DTYPE_Q4_K, 384), MICA_DTYPE_Q8_0);
     ASSERT_EQ(gen_matrix_type(MICA_DTYPE_Q4_K, 512), MICA_DTYPE_Q4_K);
 }
+
+/* ---- MoE presets ---- */
+
+/* Expected shape of a tiny MoE preset (from the brief: hidden 256, 2 layers,
+ * 8 experts, expert rows a multiple of 256). */
+typedef struct gt_moe {
+    const char *preset, *arch;
+    int64_t heads, kv_heads, experts, used, ff_exp, q_norm, k_norm; /* q/k norm widths, 0: none */
+} gt_moe;
+
+static const gt_moe gt_moe_tiny[] = {
+    {"tiny-qwen3moe", "qwen3moe", 8, 2, 8, 4, 256, 64, 64},
+    {"tiny-olmoe", "olmoe", 4, 4, 8, 4, 256, 256, 256},
+    {"tiny-mixtral", "llama", 4, 2, 8, 2, 512, 0, 0},
+};
+
+/* Tensor `name` with n_dims dims ne[0..2] and type `type`. */
+static bool gt_tensor3(const gguf_ctx *g, const char *name, uint32_t n_dims, int64_t ne0, int64_t ne1,
+                       int64_t ne2, uint32_t type) {
+    const gguf_tensor *t = gguf_find_tensor(g, name);
+    bool ok = t && t->n_dims == n_dims && t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == ne2 &&
+              t->type == type;
+    if (!ok) fprintf(stderr, "    %s: missing or wrong shape/type\n", name);
+    return ok;
+}
+
+TEST(gen_moe_presets) {
+    char path[600], k[128], n[96];
+    gt_path("moe", path, sizeof path);
+    for (size_t i = 0; i < sizeof gt_moe_tiny / sizeof gt_moe_tiny[0]; i++) {
+        const gt_moe *s = &gt_moe_tiny[i];
+        ASSERT_OK(gt_make(s->preset, MICA_DTYPE_Q4_K, 5, NULL, path));
+        gguf_ctx *g = NULL;
+        mica_err e = {0};
+        ASSERT_OK(gguf_open(path, &g, &e));
+        ASSERT_TRUE(gt_str_is(g, "general.architecture", s->arch));
+        snprintf(k, sizeof k, "%s.expert_count", s->arch);
+        ASSERT_EQ(gt_u(g, k), s->experts);
+        snprintf(k, sizeof k, "%s.expert_used_count", s->arch);
+        ASSERT_EQ(gt_u(g, k), s->used);
+        /* Mixtral files carry the expert width as feed_forward_length */
+        snprintf(k, sizeof k, "%s.%s", s->arch, strcmp(s->arch, "llama") ? "expert_feed_forward_length"
+                                                                         : "feed_forward_length");
+        ASSERT_EQ(gt_u(g, k), s->ff_exp);
+        const int64_t d = 256, q = s->heads * 64, kv = s->kv_heads * 64;
+        for (int l = 0; l < 2; l++) {
+#define GT_N(suffix) (snprintf(n, sizeof n, "blk.%d." suffix, l), n)
+            ASSERT_TRUE(gt_tensor3(g, GT_N("ffn_gate_inp.weight"), 2, d, s->experts, 1, MICA_DTYPE_F32));
+            ASSERT_TRUE(gt_tensor3(g, GT_N("ffn_gate_exps.weight"), 3, d, s->ff_exp, s->experts, MICA_DTYPE_Q4_K));
+            ASSERT_TRUE(gt_tensor3(g, GT_N("ffn_up_exps.weight"), 3, d, s->ff_exp, s->experts, MICA_DTYPE_Q4_K));
+            ASSERT_TRUE(gt_tensor3(g, GT_N("ffn_down_exps.weight"), 3, s->ff_exp, d, s->experts, MICA_DTYPE_Q4_K));
+            ASSERT_TRUE(gt_tensor3(g, GT_N("attn_q.weight"), 2, d, q, 1, MICA_DTYPE_Q4_K));
+            ASSERT_TRUE(gt_tensor3(g, GT_N("attn_k.weight"), 2, d, kv, 1, MICA_DTYPE_Q4_K));
+            ASSERT_TRUE(gguf_find_tensor(g, GT_N("ffn_gate.weight")) == NULL);
+            if (s->q_norm) {
+                ASSERT_TRUE(gt_tensor3(g, GT_N("attn_q_norm.weight"), 1, s->q_norm, 1, 1, MICA_DTYPE_F32));
+                ASSERT_TRUE(gt_tensor3(g, GT_N("attn_k_norm.weight"), 1, s->k_norm, 1, 1, MICA_DTYPE_F32));
+            } else {
+                ASSERT_TRUE(gguf_find_tensor(g, GT_N("attn_q_norm.weight")) == NULL);
+            }
+#undef GT_N
+        }
+        /* the experts hold N(0, 1/fan_in) values: check the std of expert 7's gate slice */
+        const gguf_tensor *t = gguf_find_tensor(g, "blk.1.ffn_gate_exps.weight");
+        kern_table kt;
+        kern_table_init(&kt, KERN_ISA_GENERIC);
+        int64_t per = d * s->ff_exp;
+        float *x = malloc((size_t)per * sizeof *x);
+        ASSERT_TRUE(x != NULL);
+        kt.ops[t->type].to_float((const uint8_t *)t->data + (size_t)7 * (size_t)t->nbytes / (size_t)s->experts, x, per);
+        double s2 = 0;
+        for (int64_t j = 0; j < per; j++) s2 += (double)x[j] * x[j];
+        free(x);
+        ASSERT_NEAR(sqrt(s2 / (double)per), 1.0 / 16.0, 0.05 / 16.0);
+        gguf_close(g);
+    }
+    unlink(path);
+}
