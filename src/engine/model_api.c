@@ -26,18 +26,40 @@ void mica_model_free(mica_model *m) {
 }
 
 /* Parameters and per-token bytes: every tensor counts once; the token
- * embedding contributes one row per token unless it doubles as the output. */
+ * embedding contributes one row per token unless it doubles as the output.
+ * Routed experts (3-D `*_exps` tensors, experts along ne[2]) count in full in
+ * n_params and n_used/n_expert of them in n_params_active; the architectures
+ * subtract the experts a token skips from bytes_per_token when they bind. */
 static void model_count(mica_model *m) {
     const gguf_tensor *emb = gguf_find_tensor(m->gguf, "token_embd.weight");
     const bool tied = emb && !gguf_find_tensor(m->gguf, "output.weight");
+    gguf_str arch = {0};
+    gguf_get_str(m->gguf, "general.architecture", &arch, NULL);
+    char key[128];
+    snprintf(key, sizeof key, "%.*s.expert_used_count", (int)MICA_MIN(arch.len, 64), arch.ptr ? arch.ptr : "");
+    uint32_t n_used = 0;
+    gguf_get_u32(m->gguf, key, &n_used, NULL);
+    int64_t last_moe_layer = -1;
     for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
         const gguf_tensor *t = gguf_tensor_at(m->gguf, i);
         uint64_t n = 1;
         for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) n *= (uint64_t)t->ne[d];
         m->n_params += n;
+        if (t->n_dims == 3 && strstr(t->name, "_exps.") && t->ne[2] > 0) {
+            m->n_expert = (uint32_t)MICA_MIN(t->ne[2], (int64_t)UINT32_MAX);
+            m->n_params_active += n / (uint64_t)t->ne[2] * MICA_MIN((uint64_t)n_used, (uint64_t)t->ne[2]);
+            long layer = -1;
+            if (sscanf(t->name, "blk.%ld.", &layer) == 1 && layer != last_moe_layer) {
+                m->n_moe_layers++;
+                last_moe_layer = layer;
+            }
+        } else {
+            m->n_params_active += n;
+        }
         if (t == emb && !tied) m->bytes_per_token += t->ne[1] > 0 ? t->nbytes / (uint64_t)t->ne[1] : 0;
         else m->bytes_per_token += t->nbytes;
     }
+    m->n_expert_used = m->n_expert ? MICA_MIN(n_used, m->n_expert) : 0;
 }
 
 mica_status mica_model_open(const char *path, const mica_model_params *params, mica_model **out,
@@ -187,6 +209,12 @@ size_t mica_model_describe(const mica_model *m, char *buf, size_t cap) {
     }
     outf(&o, "\n");
     outf(&o, "parameters:      %" PRIu64 " (%.3f B)\n", m->n_params, (double)m->n_params / 1e9);
+    if (m->n_expert) {
+        outf(&o, "active params:   %" PRIu64 " (%.3f B) per token\n", m->n_params_active,
+             (double)m->n_params_active / 1e9);
+        outf(&o, "experts:         %u per layer, %u used per token, %u MoE layers\n", m->n_expert,
+             m->n_expert_used, m->n_moe_layers);
+    }
     human_bytes(m->bytes_per_token, hb, sizeof hb);
     outf(&o, "bytes per token: %s (%" PRIu64 " bytes of weights read per generated token)\n", hb,
          m->bytes_per_token);

@@ -87,6 +87,10 @@ struct mica_model {
     kern_table kt;              /* kernels chosen for this CPU at open */
     void *arch_data;            /* the architecture's bound weights */
     uint64_t n_params;          /* elements of all tensors */
+    uint64_t n_params_active;   /* elements a token uses: n_params less the unused routed experts */
+    uint32_t n_expert;          /* routed experts per MoE layer (0: dense model) */
+    uint32_t n_expert_used;     /* routed experts per token */
+    uint32_t n_moe_layers;      /* layers with routed experts */
     uint64_t bytes_per_token;   /* weight bytes read to generate one token */
     jinja_template *chat_tmpl;  /* parsed tokenizer.chat_template, or NULL */
     char *chat_tmpl_err;        /* why the template did not parse, or NULL */
