@@ -4,7 +4,7 @@
 #   make demo       convert the bundled stories260K model and generate from it
 #   make check      build with -Werror and run every test (unit, golden, oracle, sanitizers)
 #   make fuzz       run the GGUF reader fuzzer for FUZZ_SECONDS (libFuzzer, clang)
-#   make bench      run the benchmark script (see bench/README.md)
+#   make bench      prompt and decode speed of mica run (bench/run.sh; see bench/PROTOCOL.md)
 #
 # One binary runs on any x86-64: the AVX2 and AVX-512 kernel files get their own
 # -m flags and are chosen at run time by src/tensor/cpu_features.c.
