@@ -149,6 +149,20 @@ void ops_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t
 
 /* ---- attention ---- */
 
+/* Dot product of two float rows with 8 independent partial sums, so the
+ * compiler can keep them in one vector register (a single running sum would
+ * force one add at a time). The order is fixed: results do not depend on
+ * threads or batch sizes. */
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 static void attention_task(void *arg, int ith, int nth) {
     const ops_attn_args *a = arg;
     const int64_t n_work = a->n_tok * a->n_head;
@@ -162,9 +176,7 @@ static void attention_task(void *arg, int ith, int nth) {
         const float *q = a->q + (t * a->n_head + h) * a->head_dim;
         for (int64_t j = 0; j < n_keys; j++) {
             const float *k = a->k + j * a->k_stride + g * a->head_dim;
-            float s = 0.0f;
-            for (int64_t i = 0; i < a->head_dim; i++) s += q[i] * k[i];
-            att[j] = s * a->scale;
+            att[j] = dot_f32(q, k, a->head_dim) * a->scale;
         }
         ops_softmax(att, n_keys);
         float *o = a->out + (t * a->n_head + h) * a->head_dim_v;
