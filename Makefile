@@ -16,7 +16,7 @@ ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
 CPPFLAGS_ALL := -D_GNU_SOURCE -Iinclude -Isrc $(CPPFLAGS)
-LDLIBS  := -lpcre2-8 -lutf8proc -lpthread -lm
+LDLIBS  := -lpcre2-8 -lutf8proc -lmicrohttpd -ljansson -lpthread -lm
 BUILD   ?= build
 TESTDATA ?= ../shared/testdata
 FUZZ_SECONDS ?= 60
@@ -28,7 +28,7 @@ ifneq ($(ARCH),x86_64)
 LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
 endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cli/*.c)))
+CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard cli/*.c server/*.c)))
 TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tests/unit/*.c)) tests/test_main.c)
 TOOLS := $(patsubst tools/%.c,$(BUILD)/%,$(sort $(wildcard tools/*.c)))
 

@@ -31,6 +31,27 @@ bool cli_parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64
 bool cli_parse_f32(const char *opt, const char *s, double lo, double hi, float *out);
 bool cli_parse_u64(const char *opt, const char *s, uint64_t *out);
 
+/*
+ * Parses a byte size: an integer with an optional K, M, G or T suffix
+ * (powers of 1024; "4G", "4GiB", "512M", "4096"), "auto" (0) or "unlimited"
+ * (UINT64_MAX). False (after printing an error naming opt) otherwise.
+ */
+bool cli_parse_size(const char *opt, const char *s, uint64_t *out);
+
+struct mica_model;
+/* Prints mica_model_note(m), if any, as "mica: note: ..." on stderr. */
+void cli_print_model_note(const struct mica_model *m);
+
+/*
+ * Expert-streaming report on stderr for --stats: `label`, the counters'
+ * change since *prev (hit rate, bytes read, read GB/s, I/O stall, cache
+ * size), n_tokens tokens; *prev is then updated. prev may be a zeroed
+ * snapshot. Prints "experts: not streamed" once when the model is mapped.
+ */
+struct mica_expert_stats;
+void cli_print_expert_stats(const struct mica_model *m, const char *label, int n_tokens,
+                            struct mica_expert_stats *prev);
+
 /* Parses "1 2 3" (spaces or commas) into a malloc'd array; false on a bad id. */
 bool cli_parse_ids(const char *opt, const char *s, int32_t **ids, int32_t *n);
 
@@ -44,5 +65,6 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv); /* server/serve.c */
 
 #endif /* MICA_CLI_ARGS_H */

@@ -19,6 +19,7 @@ static const char usage[] =
     "  tokenize  print the token ids of a text\n"
     "  convert   convert a model from another format to GGUF\n"
     "  bench     measure prompt and generation speed (and memory bandwidth)\n"
+    "  serve     OpenAI-compatible HTTP server\n"
     "\n"
     "  mica COMMAND --help   options of a command\n"
     "  mica --version        print the version\n";
@@ -44,5 +45,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
     return cli_error("unknown command '%s' (see mica --help)", cmd);
 }

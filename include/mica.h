@@ -120,6 +120,14 @@ int32_t mica_token_eos(const mica_model *model);
 bool mica_token_is_eog(const mica_model *model, int32_t token);
 
 /*
+ * True if `token` is a control token of the vocabulary (token type CONTROL:
+ * template markup such as <|im_start|>, BOS, EOS), whose text a server leaves
+ * out of generated content. False for ids outside the vocabulary and for a
+ * model without one. Thread-safe (reads immutable fields).
+ */
+bool mica_token_is_control(const mica_model *model, int32_t token);
+
+/*
  * Tokenizes `len` bytes of `text`. With add_special the vocabulary's BOS/EOS
  * rules apply (add_bos_token/add_eos_token); with parse_special, special-token
  * text in the input becomes the special token.

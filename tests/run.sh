@@ -36,6 +36,7 @@ run_suite templates tests/scripts/templates.sh
 run_suite tokenize-cli tests/scripts/tokenize_cli.sh
 run_suite oracle tests/scripts/oracle.sh
 run_suite bench-smoke tests/scripts/bench_smoke.sh
+run_suite server tests/scripts/server.sh
 
 echo "check: $total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

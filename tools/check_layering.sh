@@ -28,5 +28,6 @@ check src/model  "mica_internal\.h|mica\.h|base/|gguf/|tensor/|text/|model/|$loc
 check src/convert "mica_internal\.h|mica\.h|base/|gguf/|tensor/|convert/|$local_hdr"
 check src/engine "mica_internal\.h|mica\.h|base/|gguf/|tensor/|text/|sample/|model/|engine/|$local_hdr"
 check cli        "mica\.h|args\.h|$local_hdr"
+check server     "mica\.h|$local_hdr"
 if [ $fail -eq 0 ]; then echo "layering: 1 passed, 0 failed"; else echo "layering: 0 passed, 1 failed"; fi
 exit $fail

@@ -4,10 +4,12 @@
 # everything is present).
 #
 #   build:  gcc, make, libpcre2-dev (pre-tokenizer regexes),
-#           libutf8proc-dev (WordPiece normalisation)
+#           libutf8proc-dev (WordPiece normalisation),
+#           libmicrohttpd-dev, libjansson-dev (mica serve: HTTP and JSON)
 #   tests:  python3-numpy (the independent reference forward pass)
 #   fuzz:   clang, libclang-rt-14-dev (libFuzzer, sanitizers)
 #   chat test: tmux (drives mica chat as a person would)
+#   server test: curl, jq, nodejs + npm (the openai npm package drives mica serve)
 set -eu
 
 need=()
@@ -17,10 +19,16 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/pcre2.h ] || need+=(libpcre2-dev)
 [ -f /usr/include/utf8proc.h ] || need+=(libutf8proc-dev)
+[ -f /usr/include/microhttpd.h ] || need+=(libmicrohttpd-dev)
+[ -f /usr/include/jansson.h ] || need+=(libjansson-dev)
 /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need+=(python3-numpy)
 /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || need+=(python3-jinja2)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if command -v dpkg-query >/dev/null 2>&1; then
     have_pkg libclang-rt-14-dev || have_pkg libclang-rt-dev || need+=(libclang-rt-14-dev)
 fi
