@@ -318,7 +318,7 @@ else
 fi
 
 # ---- server B: Qwen3 architecture, real Qwen3 vocabulary and template ----
-if [ -n "$Q" ] && start_server q -m "$Q" -t 2 -c 2048 --timeout 4 --queue 1; then
+if [ -n "$Q" ] && start_server q -m "$Q" -t 2 -c 8192 --timeout 4 --queue 1; then
     QS="http://127.0.0.1:$PORT"
     TOOLS='[{"type":"function","function":{"name":"get_weather","description":"Weather of a city","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]'
     MSGS='[{"role":"system","content":"You are helpful."},{"role":"user","content":"Weather in Paris?"},{"role":"assistant","content":"","tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}]},{"role":"tool","tool_call_id":"call_1","content":"18 C, sunny"}]'
@@ -373,10 +373,10 @@ PYEOF
         bad "tool_choice unknown" "$st $(cat "$T/req.json")"
     # the per-request wall-time cap (--timeout 4) ends a long generation with "length"
     t0=$(date +%s.%N)
-    st=$(curl -s -m 30 -o "$T/long.json" -w '%{http_code}' "$QS/v1/chat/completions" -d '{"model":"q","messages":[{"role":"user","content":"Talk"}],"max_tokens":2000,"temperature":0,"logit_bias":{"151645":-100,"151643":-100}}')
+    st=$(curl -s -m 30 -o "$T/long.json" -w '%{http_code}' "$QS/v1/chat/completions" -d '{"model":"q","messages":[{"role":"user","content":"Talk"}],"max_tokens":8000,"temperature":0,"logit_bias":{"151645":-100,"151643":-100}}')
     dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     [ "$st" = 200 ] && [ "$(jq -r .choices[0].finish_reason "$T/long.json")" = length ] &&
-        [ "$(jq .usage.completion_tokens "$T/long.json")" -lt 2000 ] && awk -v d="$dt" 'BEGIN { exit !(d < 10) }' &&
+        [ "$(jq .usage.completion_tokens "$T/long.json")" -lt 8000 ] && awk -v d="$dt" 'BEGIN { exit !(d < 10) }' &&
         ok "--timeout ends a long generation (finish_reason length after $dt s)" || bad "timeout" "$st ${dt}s $(jq -c .usage "$T/long.json")"
     # queue full: one request generating, one waiting (--queue 1), the next gets 429 + Retry-After;
     # the two streaming clients then leave (curl -m) and their slot is freed
