@@ -4,9 +4,10 @@
  * has them. Every kernel is tested against kern_generic.c.
  *
  * Overrides: to_float of F16 and BF16 (bit-identical to the reference), and
- * vec_dot of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K. Quantisation
- * (from_float) stays generic, so activation rows are bit-identical on every
- * ISA.
+ * vec_dot of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K; gemm of every type (a
+ * vec_dot per output, then kern_gemm_avx2.c's register-blocked kernels).
+ * Quantisation (from_float) stays generic, so activation rows are
+ * bit-identical on every ISA.
  *
  * Integer dot products use the unsigned x signed byte multiply
  * (vpmaddubsw); its pair sums stay below 2^15 because one operand is at most
@@ -282,6 +283,17 @@ static void avx2_dot_q6_k(int64_t n, float *s, const void *vx, const void *vy) {
     *s = avx2_hsum_ps(acc);
 }
 
+/* ---- gemm: one vec_dot per output, replaced by kern_gemm_avx2_fill where a
+ * register-blocked kernel exists ---- */
+
+KERN_GEMM_FROM_DOT(avx2_gemm_f32, avx2_dot_f32)
+KERN_GEMM_FROM_DOT(avx2_gemm_f16, avx2_dot_f16)
+KERN_GEMM_FROM_DOT(avx2_gemm_bf16, avx2_dot_bf16)
+KERN_GEMM_FROM_DOT(avx2_gemm_q8_0, avx2_dot_q8_0)
+KERN_GEMM_FROM_DOT(avx2_gemm_q4_0, avx2_dot_q4_0)
+KERN_GEMM_FROM_DOT(avx2_gemm_q4_k, avx2_dot_q4_k)
+KERN_GEMM_FROM_DOT(avx2_gemm_q6_k, avx2_dot_q6_k)
+
 void kern_avx2_fill(kern_table *t) {
     t->isa = KERN_ISA_AVX2;
     t->name = "avx2";
@@ -294,4 +306,12 @@ void kern_avx2_fill(kern_table *t) {
     t->ops[MICA_DTYPE_Q4_0].vec_dot = avx2_dot_q4_0;
     t->ops[MICA_DTYPE_Q4_K].vec_dot = avx2_dot_q4_k;
     t->ops[MICA_DTYPE_Q6_K].vec_dot = avx2_dot_q6_k;
+    t->ops[MICA_DTYPE_F32].gemm = avx2_gemm_f32;
+    t->ops[MICA_DTYPE_F16].gemm = avx2_gemm_f16;
+    t->ops[MICA_DTYPE_BF16].gemm = avx2_gemm_bf16;
+    t->ops[MICA_DTYPE_Q8_0].gemm = avx2_gemm_q8_0;
+    t->ops[MICA_DTYPE_Q4_0].gemm = avx2_gemm_q4_0;
+    t->ops[MICA_DTYPE_Q4_K].gemm = avx2_gemm_q4_k;
+    t->ops[MICA_DTYPE_Q6_K].gemm = avx2_gemm_q6_k;
+    kern_gemm_avx2_fill(t);
 }

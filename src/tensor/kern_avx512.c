@@ -5,8 +5,10 @@
  * entry not set here stays AVX2. Tested against kern_generic.c.
  *
  * Overrides: to_float of F16 and BF16 (bit-identical to the reference),
- * vec_dot of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K. Quantisation stays
- * generic (activation rows are bit-identical on every ISA).
+ * vec_dot of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K; gemm of every type
+ * (a vec_dot per output, then kern_gemm_avx512.c's register-blocked
+ * kernels and its Q8_0 from_float, which is bit-identical to the reference,
+ * so activation rows are bit-identical on every ISA).
  *
  * Q8_0 and Q4_0 use VNNI vpdpbusd (unsigned x signed bytes, 4 per int32
  * lane): Q8_0 one block per 256-bit register (AVX512VL encoding), Q4_0 two
@@ -321,6 +323,17 @@ static void avx512_dot_q6_k(int64_t n, float *s, const void *vx, const void *vy)
     *s = _mm512_reduce_add_ps(acc);
 }
 
+/* ---- gemm: one vec_dot per output, replaced by kern_gemm_avx512_fill where a
+ * register-blocked kernel exists ---- */
+
+KERN_GEMM_FROM_DOT(avx512_gemm_f32, avx512_dot_f32)
+KERN_GEMM_FROM_DOT(avx512_gemm_f16, avx512_dot_f16)
+KERN_GEMM_FROM_DOT(avx512_gemm_bf16, avx512_dot_bf16)
+KERN_GEMM_FROM_DOT(avx512_gemm_q8_0, avx512_dot_q8_0)
+KERN_GEMM_FROM_DOT(avx512_gemm_q4_0, avx512_dot_q4_0)
+KERN_GEMM_FROM_DOT(avx512_gemm_q4_k, avx512_dot_q4_k)
+KERN_GEMM_FROM_DOT(avx512_gemm_q6_k, avx512_dot_q6_k)
+
 void kern_avx512_fill(kern_table *t) {
     t->isa = KERN_ISA_AVX512;
     t->name = "avx512";
@@ -333,4 +346,12 @@ void kern_avx512_fill(kern_table *t) {
     t->ops[MICA_DTYPE_Q4_0].vec_dot = avx512_dot_q4_0;
     t->ops[MICA_DTYPE_Q4_K].vec_dot = avx512_dot_q4_k;
     t->ops[MICA_DTYPE_Q6_K].vec_dot = avx512_dot_q6_k;
+    t->ops[MICA_DTYPE_F32].gemm = avx512_gemm_f32;
+    t->ops[MICA_DTYPE_F16].gemm = avx512_gemm_f16;
+    t->ops[MICA_DTYPE_BF16].gemm = avx512_gemm_bf16;
+    t->ops[MICA_DTYPE_Q8_0].gemm = avx512_gemm_q8_0;
+    t->ops[MICA_DTYPE_Q4_0].gemm = avx512_gemm_q4_0;
+    t->ops[MICA_DTYPE_Q4_K].gemm = avx512_gemm_q4_k;
+    t->ops[MICA_DTYPE_Q6_K].gemm = avx512_gemm_q6_k;
+    kern_gemm_avx512_fill(t);
 }

@@ -10,7 +10,8 @@
  * rounding of the result.
  *
  * Supported types: F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K as weights; Q8_0
- * and Q8_K as activations (Q8_K: to_float and from_float only).
+ * and Q8_K as activations (Q8_K: to_float and from_float only). Their gemm
+ * entries call the scalar vec_dot once per output.
  */
 #include <string.h>
 
@@ -171,25 +172,35 @@ static void gen_dot_q6_k(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sumf;
 }
 
+/* ---- gemm: one vec_dot per output ---- */
+
+KERN_GEMM_FROM_DOT(gen_gemm_f32, gen_dot_f32)
+KERN_GEMM_FROM_DOT(gen_gemm_f16, gen_dot_f16)
+KERN_GEMM_FROM_DOT(gen_gemm_bf16, gen_dot_bf16)
+KERN_GEMM_FROM_DOT(gen_gemm_q4_0, gen_dot_q4_0)
+KERN_GEMM_FROM_DOT(gen_gemm_q8_0, gen_dot_q8_0)
+KERN_GEMM_FROM_DOT(gen_gemm_q4_k, gen_dot_q4_k)
+KERN_GEMM_FROM_DOT(gen_gemm_q6_k, gen_dot_q6_k)
+
 void kern_generic_fill(kern_table *t) {
     memset(t, 0, sizeof *t);
     t->isa = KERN_ISA_GENERIC;
     t->name = "generic";
     for (int i = 0; i < MICA_DTYPE_COUNT; i++) t->ops[i].vec_dot_type = (uint32_t)i;
     t->ops[MICA_DTYPE_F32] = (kern_type_ops){gen_f32_to_float, gen_f32_from_float, gen_dot_f32,
-                                             MICA_DTYPE_F32};
+                                             MICA_DTYPE_F32, gen_gemm_f32};
     t->ops[MICA_DTYPE_F16] = (kern_type_ops){gen_f16_to_float, gen_f16_from_float, gen_dot_f16,
-                                             MICA_DTYPE_F32};
+                                             MICA_DTYPE_F32, gen_gemm_f16};
     t->ops[MICA_DTYPE_BF16] = (kern_type_ops){gen_bf16_to_float, gen_bf16_from_float, gen_dot_bf16,
-                                              MICA_DTYPE_F32};
+                                              MICA_DTYPE_F32, gen_gemm_bf16};
     t->ops[MICA_DTYPE_Q4_0] = (kern_type_ops){gen_q4_0_to_float, gen_q4_0_from_float, gen_dot_q4_0,
-                                              MICA_DTYPE_Q8_0};
+                                              MICA_DTYPE_Q8_0, gen_gemm_q4_0};
     t->ops[MICA_DTYPE_Q8_0] = (kern_type_ops){gen_q8_0_to_float, gen_q8_0_from_float, gen_dot_q8_0,
-                                              MICA_DTYPE_Q8_0};
+                                              MICA_DTYPE_Q8_0, gen_gemm_q8_0};
     t->ops[MICA_DTYPE_Q4_K] = (kern_type_ops){gen_q4_k_to_float, gen_q4_k_from_float, gen_dot_q4_k,
-                                              MICA_DTYPE_Q8_K};
+                                              MICA_DTYPE_Q8_K, gen_gemm_q4_k};
     t->ops[MICA_DTYPE_Q6_K] = (kern_type_ops){gen_q6_k_to_float, gen_q6_k_from_float, gen_dot_q6_k,
-                                              MICA_DTYPE_Q8_K};
+                                              MICA_DTYPE_Q8_K, gen_gemm_q6_k};
     t->ops[MICA_DTYPE_Q8_K] = (kern_type_ops){gen_q8_k_to_float, gen_q8_k_from_float, NULL,
-                                              MICA_DTYPE_Q8_K};
+                                              MICA_DTYPE_Q8_K, NULL};
 }

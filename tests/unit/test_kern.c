@@ -7,8 +7,12 @@
  *   - the generic vec_dot against a double-precision dot of the dequantised
  *     rows (the dequantisation itself is checked in test_quant.c);
  *   - to_float and from_float against the generic ones: bit-identical (the
- *     SIMD tables do not override quantisation, and their F16/BF16 to_float
- *     are exact conversions, checked on all 65536 inputs).
+ *     one SIMD quantiser, AVX-512 Q8_0, is exact by construction and also
+ *     checked on rounding ties; the F16/BF16 to_float
+ *     are exact conversions, checked on all 65536 inputs);
+ *   - gemm (kern.h) against the generic vec_dot within the same bounds, on
+ *     tiles with odd row and token counts, padded strides, and bit-identical
+ *     results for every sub-tile shape (the tile-invariance contract).
  */
 #include <float.h>
 #include <math.h>
@@ -304,8 +308,8 @@ TEST(kern_to_float_identical) {
 }
 
 /* from_float (activation and weight quantisation) of every table equals the
- * generic one byte for byte: no table overrides quantisation, so a model
- * quantises its activations identically on every CPU. */
+ * generic one byte for byte (a SIMD quantiser must reproduce the reference
+ * exactly), so a model quantises its activations identically on every CPU. */
 TEST(kern_from_float_identical) {
     kern_table tabs[KERN_ISA_COUNT];
     int nt = tk_tables(tabs);
@@ -329,4 +333,161 @@ TEST(kern_from_float_identical) {
             }
         }
     }
+}
+
+/* ---- gemm (kern.h contract) ---- */
+
+enum { TK_GR = 11, TK_GT = 7, TK_GPAD = 4 }; /* pad: keeps the types' alignment, breaks any SIMD one */
+
+/*
+ * One (type, n) case of gemm on every table: a TK_GR x TK_GT tile of random
+ * weight rows and quantised activation rows, at byte strides that are not
+ * multiples of any SIMD width (row bytes + TK_GPAD), written into a y with
+ * ldy > nr and sentinels around the tile. Checks:
+ *   - every output against the generic vec_dot of its two rows, within the
+ *     vec_dot bound tk_tol (a wrong block, scale or offset term shows up as
+ *     an error of order A/nb);
+ *   - nothing outside the nr x nt outputs is written;
+ *   - tile-shape invariance: every sub-tile shape nr' x nt' (1..TK_GR x
+ *     1..TK_GT, at varying offsets, so every edge micro-tile runs) gives
+ *     bit-identical outputs to the full tile.
+ */
+static bool tk_check_gemm(const kern_table *tabs, int nt_tabs, uint32_t type, uint32_t act, int64_t n,
+                          bool from_data, uint64_t *rng) {
+    const kern_table *gen = &tabs[0];
+    uint64_t wrow, arow;
+    dtype_row_bytes(type, n, &wrow);
+    dtype_row_bytes(act, n, &arow);
+    const uint64_t ws = wrow + TK_GPAD, as = arow + TK_GPAD;
+    const int64_t ldy = TK_GR + 3;
+    uint8_t *w = calloc(TK_GR, ws), *a = calloc(TK_GT, as);
+    float *vals = malloc(sizeof(float) * (size_t)n), *xf = malloc(sizeof(float) * (size_t)n);
+    float *yf = malloc(sizeof(float) * (size_t)n);
+    static float ref[TK_GT][TK_GR], tol[TK_GT][TK_GR], full[TK_GT * (TK_GR + 3)], sub[TK_GT * (TK_GR + 3)];
+    bool ok = w && a && vals && xf && yf;
+    for (int r = 0; ok && r < TK_GR; r++) tk_make_weights(gen, type, n, from_data, rng, w + r * ws, vals);
+    for (int t = 0; ok && t < TK_GT; t++) tk_make_act(gen, act, n, rng, a + t * as, vals);
+    for (int r = 0; ok && r < TK_GR; r++) {
+        gen->ops[type].to_float(w + r * ws, xf, n);
+        for (int t = 0; t < TK_GT; t++) {
+            gen->ops[act].to_float(a + t * as, yf, n);
+            double mag = 0;
+            for (int64_t i = 0; i < n; i++) mag += fabs((double)xf[i] * yf[i]);
+            tol[t][r] = (float)tk_tol(type, n, mag);
+            gen->ops[type].vec_dot(n, &ref[t][r], w + r * ws, a + t * as);
+        }
+    }
+    for (int k = 0; ok && k < nt_tabs; k++) {
+        kern_gemm_fn gemm = tabs[k].ops[type].gemm;
+        for (size_t i = 0; i < TK_LEN(full); i++) full[i] = -1234.5f;
+        gemm(n, TK_GR, TK_GT, w, ws, a, as, full, ldy);
+        for (int t = 0; ok && t < TK_GT; t++) {
+            for (int64_t c = 0; ok && c < ldy; c++) {
+                const float v = full[t * ldy + c];
+                if (c >= TK_GR) {
+                    if (v != -1234.5f) {
+                        test_fail(__FILE__, __LINE__, "%s gemm %s wrote outside the tile", tabs[k].name, dtype_name(type));
+                        ok = false;
+                    }
+                    continue;
+                }
+                if (!(fabs((double)v - ref[t][c]) <= tol[t][c])) {
+                    test_fail(__FILE__, __LINE__, "%s gemm %s n=%lld (r %lld, t %d): %.9g vs vec_dot %.9g (tol %.3g)",
+                              tabs[k].name, dtype_name(type), (long long)n, (long long)c, t, (double)v,
+                              (double)ref[t][c], (double)tol[t][c]);
+                    ok = false;
+                }
+            }
+        }
+        for (int nr = 1; ok && nr <= TK_GR; nr++) {
+            for (int ntk = 1; ok && ntk <= TK_GT; ntk++) {
+                const int r0 = (nr * 3) % (TK_GR - nr + 1), t0 = (ntk * 5) % (TK_GT - ntk + 1);
+                gemm(n, nr, ntk, w + r0 * ws, ws, a + t0 * as, as, sub, ldy);
+                for (int t = 0; ok && t < ntk; t++) {
+                    for (int r = 0; ok && r < nr; r++) {
+                        if (memcmp(&sub[t * ldy + r], &full[(t0 + t) * ldy + r0 + r], sizeof(float)) != 0) {
+                            test_fail(__FILE__, __LINE__,
+                                      "%s gemm %s n=%lld: %dx%d sub-tile at (%d,%d) differs from the full tile at "
+                                      "(%d,%d): %.9g vs %.9g",
+                                      tabs[k].name, dtype_name(type), (long long)n, nr, ntk, r0, t0, r, t,
+                                      (double)sub[t * ldy + r], (double)full[(t0 + t) * ldy + r0 + r]);
+                            ok = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(w);
+    free(a);
+    free(vals);
+    free(xf);
+    free(yf);
+    return ok;
+}
+
+/* Every table's gemm, every supported type: 1, 2, 3, 5 blocks (float types:
+ * lengths 1, 13, 67), a 4096 row, random bytes and quantised data. */
+TEST(kern_gemm_all_tables) {
+    kern_table tabs[KERN_ISA_COUNT];
+    int nt = tk_tables(tabs);
+    uint64_t rng = 77;
+    for (size_t t = 0; t < TK_LEN(tk_types); t++) {
+        uint32_t type = tk_types[t].type, act = tk_types[t].act;
+        int64_t blck = dtype_get(type)->blck;
+        const int64_t lens_q[] = {blck, 2 * blck, 3 * blck, 5 * blck, 4096};
+        const int64_t lens_f[] = {1, 13, 67, 4096};
+        const int64_t *lens = blck == 1 ? lens_f : lens_q;
+        const size_t nl = blck == 1 ? TK_LEN(lens_f) : TK_LEN(lens_q);
+        for (size_t l = 0; l < nl; l++) {
+            for (int from_data = 0; from_data < 2; from_data++) {
+                if (!tk_check_gemm(tabs, nt, type, act, lens[l], from_data, &rng)) return;
+            }
+        }
+        for (int k = 0; k < nt; k++) ASSERT_TRUE(tabs[k].ops[type].gemm != NULL);
+    }
+}
+
+/* from_float of the activation types on rounding ties and special blocks:
+ * blocks whose scale makes x * (1/d) exact so every value lands on a k + 0.5
+ * tie (half away from zero), an all-zero block, a block of -0.0, tiny
+ * values. Every table must equal the generic quantiser byte for byte. */
+TEST(kern_from_float_ties) {
+    kern_table tabs[KERN_ISA_COUNT];
+    int nt = tk_tables(tabs);
+    enum { N = 512 };
+    static float v[N];
+    static uint8_t a[N * 4], b[N * 4];
+    for (int i = 0; i < N; i++) {
+        const int blk = i / 32, j = i % 32;
+        switch (blk % 4) {
+        case 0: v[i] = j == 0 ? 127.0f : (float)(j - 16) + 0.5f; break;      /* d = 1: ties at k + 0.5 */
+        case 1: v[i] = j == 5 ? -63.5f : ((float)(j * 3 - 40) + 0.5f) / 2; break; /* d = 0.5 */
+        case 2: v[i] = blk == 2 ? 0.0f : -0.0f; break;
+        default: v[i] = (j % 2 ? 1e-30f : -3e-31f) * (float)(j + 1); break;
+        }
+        if (blk >= 8) v[i] = -v[i];
+    }
+    const uint32_t types[] = {MICA_DTYPE_Q8_0, MICA_DTYPE_Q8_K};
+    for (int k = 1; k < nt; k++) {
+        for (size_t t = 0; t < TK_LEN(types); t++) {
+            uint64_t bytes;
+            ASSERT_TRUE(dtype_row_bytes(types[t], N, &bytes));
+            memset(a, 0, sizeof a);
+            memset(b, 0xAA, sizeof b);
+            tabs[0].ops[types[t]].from_float(v, a, N);
+            tabs[k].ops[types[t]].from_float(v, b, N);
+            if (memcmp(a, b, bytes) != 0) {
+                test_fail(__FILE__, __LINE__, "%s from_float of %s differs on ties", tabs[k].name, dtype_name(types[t]));
+                return;
+            }
+        }
+    }
+    /* the reference itself: 0.5 -> 1, -0.5 -> -1, 1.5 -> 2, -2.5 -> -3 (half away from zero) */
+    block_q8_0 q[N / 32];
+    tabs[0].ops[MICA_DTYPE_Q8_0].from_float(v, q, N);
+    ASSERT_EQ(q[0].qs[16], 1);  /* 0.5 */
+    ASSERT_EQ(q[0].qs[15], -1); /* -0.5 */
+    ASSERT_EQ(q[0].qs[17], 2);  /* 1.5 */
+    ASSERT_EQ(q[0].qs[13], -3); /* -2.5 */
 }
