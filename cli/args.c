@@ -3,6 +3,8 @@
  */
 #include "args.h"
 
+#include "mica.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -78,6 +80,59 @@ bool cli_parse_f32(const char *opt, const char *s, double lo, double hi, float *
     }
     *out = (float)v;
     return true;
+}
+
+bool cli_parse_size(const char *opt, const char *s, uint64_t *out) {
+    if (!s) return false;
+    if (!strcmp(s, "auto")) { *out = 0; return true; }
+    if (!strcmp(s, "unlimited")) { *out = UINT64_MAX; return true; }
+    char *end = NULL;
+    errno = 0;
+    if (*s == '-' || !(*s >= '0' && *s <= '9')) { cli_error("%s: '%s' is not a size (e.g. 4G, 512M)", opt, s); return false; }
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: break;
+    }
+    if (shift && (!strcmp(end, "iB") || !strcmp(end, "B"))) end += strlen(end);
+    if (errno || *end != '\0' || (shift && v > (UINT64_MAX >> shift))) {
+        cli_error("%s: '%s' is not a size (e.g. 4G, 512M, or bytes)", opt, s);
+        return false;
+    }
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
+void cli_print_model_note(const struct mica_model *m) {
+    const char *note = mica_model_note(m);
+    if (note && *note) fprintf(stderr, "mica: note: %s\n", note);
+}
+
+void cli_print_expert_stats(const struct mica_model *m, const char *label, int n_tokens,
+                            struct mica_expert_stats *prev) {
+    mica_expert_stats s;
+    mica_model_expert_stats(m, &s);
+    if (!s.streaming) {
+        if (!prev->budget) fprintf(stderr, "experts: not streamed (the whole model is mapped)\n");
+        prev->budget = 1;
+        return;
+    }
+    const uint64_t look = s.lookups - prev->lookups, hits = s.hits - prev->hits;
+    const uint64_t bytes = s.bytes_read - prev->bytes_read;
+    const double busy = s.io_busy_seconds - prev->io_busy_seconds, stall = s.stall_seconds - prev->stall_seconds;
+    fprintf(stderr,
+            "%s: %d tokens | experts %llu looked up, hit rate %.1f%% | read %.2f MiB at %.2f GB/s | "
+            "I/O stall %.1f ms | prefetch %llu/%llu used | cache %d/%d slots (%.1f MiB)\n",
+            label, n_tokens, (unsigned long long)look, look ? 100.0 * (double)hits / (double)look : 100.0,
+            (double)bytes / 1048576.0, busy > 0 ? (double)bytes / busy / 1e9 : 0.0, stall * 1e3,
+            (unsigned long long)(s.prefetch_used - prev->prefetch_used),
+            (unsigned long long)(s.prefetch_reads - prev->prefetch_reads),
+            s.cached_experts, s.n_slots, (double)s.cache_bytes / 1048576.0);
+    *prev = s;
 }
 
 bool cli_parse_ids(const char *opt, const char *s, int32_t **ids, int32_t *n) {

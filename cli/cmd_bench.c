@@ -48,7 +48,10 @@ static const char bench_usage[] =
     "  -o, --output md|json    markdown table, or one JSON object per row (default md)\n"
     "      --no-membw          skip the memory-bandwidth probe before tg tests\n"
     "      --membw             only measure the memory read bandwidth (GB/s)\n"
-    "      --membw-mib N       probe buffer size in MiB (default 1024)\n";
+    "      --membw-mib N       probe buffer size in MiB (default 1024)\n"
+    "      --mem-budget SIZE   RAM for the weights, e.g. 4G (default: automatic); routed\n"
+    "                          experts stream from the file when the model exceeds it\n"
+    "                          (their counters then go to stderr after each model)\n";
 
 #define BENCH_MAX_MODELS 64
 #define BENCH_MAX_REPS   1000
@@ -59,6 +62,7 @@ typedef struct bench_opts {
     int n_models;
     int64_t n_prompt, n_gen, depth, n_threads, reps, membw_mib;
     bool json, no_membw, membw_only;
+    uint64_t mem_budget;
 } bench_opts;
 
 /* ---- options ---- */
@@ -97,6 +101,8 @@ static bool bench_parse(int argc, char **argv, bench_opts *o, bool *help) {
             }
         } else if (!strcmp(arg, "--membw-mib")) {
             if (!VAL() || !cli_parse_i64(arg, val, 1, 1 << 20, &o->membw_mib)) return false;
+        } else if (!strcmp(arg, "--mem-budget")) {
+            if (!VAL() || !cli_parse_size(arg, val, &o->mem_budget)) return false;
         } else if (!strcmp(arg, "--no-membw")) {
             o->no_membw = true;
         } else if (!strcmp(arg, "--membw")) {
@@ -408,10 +414,12 @@ static bool bench_model(const bench_opts *o, const char *path, double membw, boo
     double *samples = NULL;
     bool ok = false;
     mica_model_params mp = mica_model_params_default();
+    mp.mem_budget = o->mem_budget;
     if (mica_model_open(path, &mp, &m, err, sizeof err) != MICA_OK) {
         cli_error("%s", err);
         return false;
     }
+    cli_print_model_note(m);
     model_info mi;
     model_info_fill(&mi, path, m);
     int64_t longest = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
@@ -449,6 +457,14 @@ static bool bench_model(const bench_opts *o, const char *path, double membw, boo
     }
     ok = true;
 done:
+    if (m) {
+        mica_expert_stats es;
+        mica_model_expert_stats(m, &es);
+        if (es.streaming) {
+            mica_expert_stats zero = {0};
+            cli_print_expert_stats(m, "experts (all tests)", 0, &zero);
+        }
+    }
     free(samples);
     free(ids);
     mica_session_free(s);

@@ -32,6 +32,8 @@ static const char chat_usage[] =
     "  -n, --n-predict N     most tokens per answer (default 512)\n"
     "  -c, --ctx-size N      context size (default: model's, at most 4096)\n"
     "  -t, --threads N       threads (default: all cores)\n"
+    "      --mem-budget SIZE RAM for the weights, e.g. 4G (default: automatic); routed\n"
+    "                        experts stream from the file when the model exceeds it\n"
     "      --temp T, --top-k K, --top-p P, --min-p P, --repeat-penalty R, --seed S\n"
     "                        sampling, as for mica run (default temperature 0.8)\n"
     "\n"
@@ -385,6 +387,7 @@ static bool chat_turn(chat *c, const char *user_text) {
 int cmd_chat(int argc, char **argv) {
     const char *model = NULL, *system = NULL;
     int64_t n_ctx = 0, n_threads = 0, v = 0;
+    uint64_t mem_budget = 0;
     uint64_t u = 0;
     chat c = {.n_predict = 512};
     mica_sampler_params sp = mica_sampler_params_default();
@@ -402,6 +405,8 @@ int cmd_chat(int argc, char **argv) {
             if (!VAL() || !cli_parse_i64(arg, val, 1, MICA_MAX_CTX, &n_ctx)) return 1;
         } else if (!strcmp(arg, "-t") || !strcmp(arg, "--threads")) {
             if (!VAL() || !cli_parse_i64(arg, val, 1, MICA_MAX_THREADS, &n_threads)) return 1;
+        } else if (!strcmp(arg, "--mem-budget")) {
+            if (!VAL() || !cli_parse_size(arg, val, &mem_budget)) return 1;
         } else if (!strcmp(arg, "--temp")) {
             if (!VAL() || !cli_parse_f32(arg, val, 0.0, 100.0, &sp.temperature)) return 1;
         } else if (!strcmp(arg, "--top-k")) {
@@ -426,7 +431,10 @@ int cmd_chat(int argc, char **argv) {
 
     char err[512];
     int rc = 1;
-    if (mica_model_open(model, NULL, &c.m, err, sizeof err) != MICA_OK) return cli_error("%s", err);
+    mica_model_params mp = mica_model_params_default();
+    mp.mem_budget = mem_budget;
+    if (mica_model_open(model, &mp, &c.m, err, sizeof err) != MICA_OK) return cli_error("%s", err);
+    cli_print_model_note(c.m);
     mica_session_params spp = mica_session_params_default();
     spp.n_ctx = (int32_t)n_ctx;
     spp.n_threads = (int32_t)n_threads;

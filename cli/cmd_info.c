@@ -1,6 +1,7 @@
 /*
  * cmd_info.c - `mica info`, `mica tokenize` and `mica convert`.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,16 +10,33 @@
 #include "mica.h"
 
 static const char info_usage[] =
-    "usage: mica info MODEL\n"
+    "usage: mica info MODEL [-c N]\n"
     "\n"
     "Prints the architecture, hyperparameters, tensor-type histogram, parameter\n"
-    "count, file size and weight bytes read per generated token.\n";
+    "count, file size and weight bytes read per generated token.\n"
+    "  -c N   also the KV-cache bytes of a session with an N-token context\n"
+    "  --mem-budget SIZE  the memory plan under this budget (e.g. 4G; default\n"
+    "         automatic): what stays resident and what streams from the file\n";
 
 int cmd_info(int argc, char **argv) {
     const char *model = NULL;
+    long n_ctx = 0;
+    uint64_t mem_budget = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fputs(info_usage, stdout); return 0; }
+        if (!strcmp(argv[i], "--mem-budget")) {
+            if (i + 1 >= argc) return cli_error("option --mem-budget needs a value");
+            if (!cli_parse_size(argv[i], argv[i + 1], &mem_budget)) return 1;
+            i++;
+            continue;
+        }
         if (!strcmp(argv[i], "-m") && i + 1 < argc) { model = argv[++i]; continue; }
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size")) {
+            char *end = NULL;
+            n_ctx = i + 1 < argc ? strtol(argv[++i], &end, 10) : 0;
+            if (!end || *end || n_ctx < 1 || n_ctx > INT32_MAX) return cli_error("info: -c needs a positive context size");
+            continue;
+        }
         if (argv[i][0] == '-') return cli_error("unknown option '%s' (see mica info --help)", argv[i]);
         if (model) return cli_error("info: one model at a time");
         model = argv[i];
@@ -27,13 +45,22 @@ int cmd_info(int argc, char **argv) {
     char err[512];
     mica_model *m = NULL;
     mica_model_params mp = mica_model_params_default();
+    mp.mem_budget = mem_budget;
     if (mica_model_open(model, &mp, &m, err, sizeof err) != MICA_OK) return cli_error("%s", err);
+    cli_print_model_note(m);
     size_t need = mica_model_describe(m, NULL, 0);
     char *buf = malloc(need + 1);
     if (!buf) { mica_model_free(m); return cli_error("out of memory"); }
     mica_model_describe(m, buf, need + 1);
     fputs(buf, stdout);
     free(buf);
+    if (n_ctx > 0) {
+        uint64_t kv = mica_model_kv_bytes(m, (int32_t)n_ctx);
+        printf("kv cache -c %ld:  %" PRIu64 " bytes (%.2f MiB, f32)\n", n_ctx, kv, (double)kv / 1048576.0);
+    }
+    char plan[2048];
+    mica_model_describe_memory(m, plan, sizeof plan);
+    fputs(plan, stdout);
     mica_model_free(m);
     return 0;
 }

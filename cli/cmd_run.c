@@ -28,13 +28,17 @@ static const char run_usage[] =
     "      --seed S            RNG seed (default: random, printed on stderr)\n"
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx-size N        context size (default: model's, at most 4096)\n"
-    "      --ids               print the generated token ids instead of text\n";
+    "      --ids               print the generated token ids instead of text\n"
+    "      --mem-budget SIZE   RAM for the weights, e.g. 4G or 512M (default: automatic);\n"
+    "                          routed experts stream from the file when the model exceeds it\n"
+    "      --stats             expert-streaming report per token and in total (stderr)\n";
 
 typedef struct run_opts {
     const char *model, *prompt, *ids_in;
     int64_t n_predict, n_threads, n_ctx;
     mica_sampler_params sp;
-    bool seed_set, print_ids;
+    bool seed_set, print_ids, stats;
+    uint64_t mem_budget;
 } run_opts;
 
 /* Parses the options shared by run and logits; returns false after printing an error. */
@@ -76,6 +80,10 @@ static bool parse_run(int argc, char **argv, run_opts *o, bool *help) {
             o->seed_set = true;
         } else if (!strcmp(arg, "--ids")) {
             o->print_ids = true;
+        } else if (!strcmp(arg, "--mem-budget")) {
+            if (!VAL() || !cli_parse_size(arg, val, &o->mem_budget)) return false;
+        } else if (!strcmp(arg, "--stats")) {
+            o->stats = true;
         } else {
             cli_error("unknown option '%s' (see --help)", arg);
             return false;
@@ -89,10 +97,12 @@ static bool parse_run(int argc, char **argv, run_opts *o, bool *help) {
 static bool open_model(const run_opts *o, int64_t n_ctx, mica_model **m, mica_session **s) {
     char err[512];
     mica_model_params mp = mica_model_params_default();
+    mp.mem_budget = o->mem_budget;
     if (mica_model_open(o->model, &mp, m, err, sizeof err) != MICA_OK) {
         cli_error("%s", err);
         return false;
     }
+    cli_print_model_note(*m);
     mica_session_params sp = mica_session_params_default();
     sp.n_ctx = (int32_t)n_ctx;
     sp.n_threads = (int32_t)o->n_threads;
@@ -154,7 +164,9 @@ int cmd_run(int argc, char **argv) {
     {
         char err[512];
         mica_model_params mp = mica_model_params_default();
+        mp.mem_budget = o.mem_budget;
         if (mica_model_open(o.model, &mp, &m, err, sizeof err) != MICA_OK) return cli_error("%s", err);
+        cli_print_model_note(m);
     }
     if (!prompt_ids(&o, m, &ids, &n_prompt)) goto done;
     {
@@ -186,12 +198,17 @@ int cmd_run(int argc, char **argv) {
     }
     for (int32_t i = 0; i < n_prompt; i++) mica_sampler_accept(smp, ids[i]);
 
+    mica_expert_stats st_prev = {0}, st_gen = {0};
     double t1 = cli_now();
     if (mica_session_decode(s, ids, n_prompt, NULL) != MICA_OK) {
         cli_error("%s", mica_session_errmsg(s));
         goto done;
     }
     double t_prompt = cli_now() - t1;
+    if (o.stats) {
+        cli_print_expert_stats(m, "prompt", n_prompt, &st_prev);
+        st_gen = st_prev;
+    }
     double t2 = cli_now();
     int32_t prev = ids[n_prompt - 1], n_gen = 0;
     bool first_id = true;
@@ -220,6 +237,11 @@ int cmd_run(int argc, char **argv) {
             cli_error("%s", mica_session_errmsg(s));
             goto done;
         }
+        if (o.stats) {
+            char label[32];
+            snprintf(label, sizeof label, "token %d", n_gen + 1);
+            cli_print_expert_stats(m, label, 1, &st_prev);
+        }
     }
     fputc('\n', stdout);
     fflush(stdout);
@@ -227,6 +249,7 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "load: %.3f s | prompt: %d tokens, %.2f tok/s | generation: %d tokens, %.2f tok/s\n",
             t_load, n_prompt, t_prompt > 0 ? n_prompt / t_prompt : 0.0, n_gen,
             t_gen > 0 && n_gen > 1 ? (n_gen - 1) / t_gen : 0.0);
+    if (o.stats && n_gen > 1) cli_print_expert_stats(m, "generation", n_gen - 1, &st_gen);
     rc = 0;
 done:
     free(ids);
@@ -237,7 +260,7 @@ done:
 }
 
 static const char logits_usage[] =
-    "usage: mica logits -m MODEL (-p TEXT | --ids \"ID ...\") -o FILE [-t THREADS]\n"
+    "usage: mica logits -m MODEL (-p TEXT | --ids \"ID ...\") -o FILE [-t THREADS] [--mem-budget SIZE]\n"
     "\n"
     "Evaluates the prompt and writes every position's logits to FILE as\n"
     "little-endian float32, n_tokens x n_vocab, row-major. -p adds BOS as the\n"
@@ -246,6 +269,7 @@ static const char logits_usage[] =
 int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *ids_s = NULL, *outp = NULL;
     int64_t n_threads = 0;
+    uint64_t mem_budget = 0;
     cli_args a = {argc, 0, argv, false};
     const char *arg;
     while ((arg = cli_next(&a))) {
@@ -255,6 +279,9 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(arg, "-p") || !strcmp(arg, "--prompt")) { if (!(val = cli_value(&a, arg))) return 1; prompt = val; }
         else if (!strcmp(arg, "--ids")) { if (!(val = cli_value(&a, arg))) return 1; ids_s = val; }
         else if (!strcmp(arg, "-o")) { if (!(val = cli_value(&a, arg))) return 1; outp = val; }
+        else if (!strcmp(arg, "--mem-budget")) {
+            if (!(val = cli_value(&a, arg)) || !cli_parse_size(arg, val, &mem_budget)) return 1;
+        }
         else if (!strcmp(arg, "-t") || !strcmp(arg, "--threads")) {
             if (!(val = cli_value(&a, arg)) || !cli_parse_i64(arg, val, 1, MICA_MAX_THREADS, &n_threads)) return 1;
         } else return cli_error("unknown option '%s' (see --help)", arg);
@@ -263,7 +290,8 @@ int cmd_logits(int argc, char **argv) {
     if (!outp) return cli_error("logits: -o FILE is required");
     if (!prompt == !ids_s) return cli_error("logits: give exactly one of -p TEXT and --ids");
 
-    run_opts o = {.model = model, .prompt = prompt, .ids_in = ids_s, .n_threads = n_threads};
+    run_opts o = {.model = model, .prompt = prompt, .ids_in = ids_s, .n_threads = n_threads,
+                  .mem_budget = mem_budget};
     mica_model *m = NULL;
     mica_session *s = NULL;
     int32_t *ids = NULL, n = 0;

@@ -63,7 +63,31 @@ typedef struct mica_model mica_model;
 
 typedef struct mica_model_params {
     bool vocab_only; /* load only metadata and tokenizer (tensors may be absent); default false */
+    /*
+     * Bytes of RAM the model's weights may occupy: the resident part (every
+     * tensor except the routed experts: embeddings, attention, norms,
+     * routers, shared experts, dense layers, output) plus the expert cache.
+     * When the whole model fits, every weight is a view into the mapped file
+     * (nothing changes); otherwise the resident part stays mapped and the
+     * routed experts are streamed from the file into a cache of
+     * budget - resident bytes (see mica_model_expert_stats).
+     * 0 (default): automatic, the smaller of the machine's available memory
+     * (MemAvailable) and the process's cgroup memory limit, less headroom for
+     * the KV cache of min(n_ctx_train, 4096) positions, 256 MiB and 5%;
+     * if even the resident part does not fit that, the model is mapped whole
+     * and mica_model_note says so.
+     * MICA_MEM_UNLIMITED: never stream.
+     * An explicit budget below the minimum (resident part plus
+     * expert_used_count expert slots) makes mica_model_open fail with
+     * MICA_ERR_LIMIT and a message stating the minimum in bytes.
+     */
+    uint64_t mem_budget;
+    int32_t n_io_threads; /* expert reader threads when streaming; 0 = 4 (max 64) */
+    bool buffered_io;     /* read experts through the page cache; default false = O_DIRECT where the
+                             filesystem allows it (else buffered, noted once in mica_model_note) */
 } mica_model_params;
+
+#define MICA_MEM_UNLIMITED UINT64_MAX
 
 mica_model_params mica_model_params_default(void);
 
@@ -104,12 +128,64 @@ uint64_t mica_model_n_params(const mica_model *model);
 uint64_t mica_model_bytes_per_token(const mica_model *model);
 
 /*
+ * Bytes of key/value cache a session of n_ctx positions allocates (F32 rows,
+ * the default batch of 512): for most architectures n_ctx times a constant;
+ * for sliding-window layers (mimo2) a constant ring per layer, so only the
+ * global layers grow with n_ctx. 0 for a vocabulary-only model or n_ctx <= 0.
+ * Thread-safe (reads immutable fields).
+ */
+uint64_t mica_model_kv_bytes(const mica_model *model, int32_t n_ctx);
+
+/*
  * Writes a multi-line human-readable description (architecture,
  * hyperparameters, tensor-type histogram, parameter count, file size, bytes
  * read per generated token) into buf (NUL-terminated, truncated to cap).
  * Returns the length the full text needs, excluding the NUL.
  */
 size_t mica_model_describe(const mica_model *model, char *buf, size_t cap);
+
+/*
+ * Expert streaming counters (all zero and streaming false when the model is
+ * mapped whole). Hit rate = hits / lookups; read bandwidth = bytes_read /
+ * io_busy_seconds (time with at least one read in flight); stall_seconds is
+ * the time forward passes waited for reads or free slots. The cache never
+ * holds more than cache_bytes, and resident_bytes + cache_bytes <= budget.
+ * Thread-safe (a consistent snapshot; sessions may be running).
+ */
+typedef struct mica_expert_stats {
+    bool streaming;           /* routed experts are streamed from the file */
+    bool direct_io;           /* ... with O_DIRECT (no page cache) */
+    bool budget_auto;         /* the budget was computed (mem_budget 0) */
+    uint64_t budget;          /* the budget in force, bytes (UINT64_MAX: unlimited) */
+    uint64_t weight_bytes;    /* all tensors of the file */
+    uint64_t resident_bytes;  /* the part kept mapped and resident (all weights when not streaming) */
+    uint64_t expert_bytes;    /* routed-expert weights in the file */
+    uint64_t slot_bytes;      /* one cache slot (the largest expert, aligned for O_DIRECT) */
+    uint64_t cache_bytes;     /* the cache's arena: n_slots * slot_bytes */
+    int32_t n_slots;          /* experts the cache holds at most */
+    int32_t n_experts_total;  /* routed experts in the file (all layers) */
+    int32_t cached_experts;   /* experts in the cache now */
+    uint64_t lookups, hits, misses;
+    uint64_t prefetch_reads, prefetch_used;
+    uint64_t reads, read_errors, bytes_read, evictions;
+    double io_busy_seconds, stall_seconds;
+} mica_expert_stats;
+
+void mica_model_expert_stats(const mica_model *model, mica_expert_stats *out);
+
+/*
+ * A one-time remark about how the model was opened, for the user (the
+ * filesystem refused O_DIRECT; the automatic budget could not hold even the
+ * resident part), or "". Borrowed, valid until mica_model_free.
+ */
+const char *mica_model_note(const mica_model *model);
+
+/*
+ * Writes the memory plan (like mica_model_describe): the resident part,
+ * the routed experts, the budget, the cache's slots and whether experts
+ * stream. Returns the length the full text needs, excluding the NUL.
+ */
+size_t mica_model_describe_memory(const mica_model *model, char *buf, size_t cap);
 
 /* ---- tokens ---- */
 
@@ -118,7 +194,6 @@ int32_t mica_token_bos(const mica_model *model);
 int32_t mica_token_eos(const mica_model *model);
 /* True if generating `token` ends the generation (EOS, EOT and the like). */
 bool mica_token_is_eog(const mica_model *model, int32_t token);
-
 /*
  * True if `token` is a control token of the vocabulary (token type CONTROL:
  * template markup such as <|im_start|>, BOS, EOS), whose text a server leaves
@@ -259,7 +334,10 @@ void mica_session_free(mica_session *s);
  * row-major, one row per token; otherwise only the last token's logits are
  * kept (mica_session_logits).
  * Returns MICA_OK, MICA_ERR_LIMIT (context full: nothing is evaluated),
- * MICA_ERR_INVALID_ARG (a token id out of range), MICA_ERR_NOMEM.
+ * MICA_ERR_INVALID_ARG (a token id out of range), MICA_ERR_NOMEM,
+ * MICA_ERR_IO (a streamed model could not read an expert from its file, e.g.
+ * the file was truncated: none of the n tokens is kept, there are no
+ * logits, the message names the file and offset; the session stays usable).
  */
 mica_status mica_session_decode(mica_session *s, const int32_t *tokens, int32_t n,
                                 float *all_logits);

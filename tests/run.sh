@@ -35,7 +35,10 @@ run_suite chat tests/scripts/chat.sh
 run_suite templates tests/scripts/templates.sh
 run_suite tokenize-cli tests/scripts/tokenize_cli.sh
 run_suite oracle tests/scripts/oracle.sh
+run_suite llamacpp tests/scripts/llamacpp_oracle.sh
 run_suite bench-smoke tests/scripts/bench_smoke.sh
+run_suite stream tests/scripts/stream.sh
+
 run_suite server tests/scripts/server.sh
 
 echo "check: $total_pass passed, $total_fail failed"

@@ -67,7 +67,112 @@ static const gen_preset gen_presets[] = {
      "vocab 50304, untied",
      2048, 16, 16, 16, 128, 1024, 50304, 4096, 10000.0f, 1e-5f, false, true, false, false,
      GEN_VOCAB_BPE, 64, 8, 1024, true},
+    /* deepseek2 presets: their MLA / DeepSeekMoE fields are in gen_mla_presets below */
+    {.name = "tiny-deepseek2", .arch = "deepseek2",
+     .about = "deepseek2 (V2-Lite-like), 256 wide, 2 layers (1 dense), 4 heads, plain attn_q, "
+              "kv_lora 128, qk 64+32 / v 64, legacy attn_kv_b, 8 experts of 256 (2 used, softmax, "
+              "raw weights) + 2 shared, no rope scaling, vocab 640 BPE, untied",
+     .n_embd = 256, .n_layer = 2, .n_head = 4, .n_head_kv = 1, .head_dim = 96, .n_ff = 512,
+     .n_vocab = 640, .n_ctx = 4096, .rope_base = 10000.0f, .rms_eps = 1e-6f, .is_tiny = true,
+     .vocab = GEN_VOCAB_BPE, .n_expert = 8, .n_expert_used = 2, .n_ff_exp = 256},
+    {.name = "tiny-deepseek3", .arch = "deepseek2",
+     .about = "deepseek2 (V3-like), 256 wide, 3 layers (1 dense), 4 heads, q_lora 128, kv_lora 128, "
+              "qk 64+32 / v 64, split attn_k_b/attn_v_b, 16 experts of 256 in 4 groups (2 used, top-4, "
+              "sigmoid + exp_probs_b, renormalised, x2.5) + 1 shared, YaRN x40, vocab 640 BPE, untied",
+     .n_embd = 256, .n_layer = 3, .n_head = 4, .n_head_kv = 1, .head_dim = 96, .n_ff = 512,
+     .n_vocab = 640, .n_ctx = 163840, .rope_base = 10000.0f, .rms_eps = 1e-6f, .is_tiny = true,
+     .vocab = GEN_VOCAB_BPE, .n_expert = 16, .n_expert_used = 4, .n_ff_exp = 256},
+    {.name = "deepseek-v2-lite", .arch = "deepseek2",
+     .about = "DeepSeek-V2-Lite shape: 2048 wide, 27 layers (1 dense, ffn 10944), 16 heads, kv_lora 512, "
+              "qk 128+64 / v 128, 64 experts of 1408 (6 used) + 2 shared, YaRN x40, vocab 102400, untied",
+     .n_embd = 2048, .n_layer = 27, .n_head = 16, .n_head_kv = 1, .head_dim = 192, .n_ff = 10944,
+     .n_vocab = 102400, .n_ctx = 163840, .rope_base = 10000.0f, .rms_eps = 1e-6f,
+     .vocab = GEN_VOCAB_BPE, .n_expert = 64, .n_expert_used = 6, .n_ff_exp = 1408},
+    /* mimo2 presets: n_layer counts the main blocks; the rest is in gen_mimo_presets below */
+    {.name = "tiny-mimo2", .arch = "mimo2",
+     .about = "mimo2, 256 wide, 4 blocks [global+dense, 3 x sliding window 8 + MoE] + 1 MTP block, "
+              "4 heads, kv 1 global / 2 sliding, qk 96 / v 64, rope on 32 dims (5e6 / 1e4), sinks on "
+              "sliding blocks, value scale 0.707, 8 experts of 128 (4 used, sigmoid + exp_probs_b, "
+              "renormalised), vocab 640 BPE, untied",
+     .n_embd = 256, .n_layer = 4, .n_head = 4, .n_head_kv = 1, .head_dim = 96, .n_ff = 512,
+     .n_vocab = 640, .n_ctx = 262144, .rope_base = 5000000.0f, .rms_eps = 1e-5f, .is_tiny = true,
+     .vocab = GEN_VOCAB_BPE, .n_expert = 8, .n_expert_used = 4, .n_ff_exp = 128},
+    {.name = "mimo-v2-flash-mini", .arch = "mimo2",
+     .about = "MiMo-V2-Flash structure at 1024 wide: 12 blocks (global at 0, 5, 11; the rest sliding "
+              "window 128 with sinks) + 1 MTP block, 16 heads, kv 4 global / 8 sliding, qk 192 / v 128, "
+              "rope on 64 dims (5e6 / 1e4), value scale 0.707, dense block 0 (ffn 4096), 64 experts of "
+              "512 (8 used, sigmoid + exp_probs_b), vocab 152576, untied",
+     .n_embd = 1024, .n_layer = 12, .n_head = 16, .n_head_kv = 4, .head_dim = 192, .n_ff = 4096,
+     .n_vocab = 152576, .n_ctx = 262144, .rope_base = 5000000.0f, .rms_eps = 1e-5f,
+     .vocab = GEN_VOCAB_BPE, .n_expert = 64, .n_expert_used = 8, .n_ff_exp = 512},
 };
+
+/*
+ * The deepseek2 fields of the presets above (MODEL_FAMILIES.md 4.1-4.4,
+ * FORMATS.md 4.2-4.6). A preset's head_dim is qk_nope + qk_rope; n_ff is the
+ * width of the leading dense blocks.
+ */
+typedef struct gen_mla {
+    const char *preset;
+    uint32_t q_lora, kv_lora, qk_nope, qk_rope, v_head;
+    uint32_t n_dense, n_shared, gating, n_group, n_group_used;
+    bool norm_topk, legacy_kv_b, probs_b;
+    float w_scale;
+    float yarn_factor, yarn_log_mul; /* factor 0: no rope scaling */
+    uint32_t yarn_orig_ctx;
+} gen_mla;
+
+static const gen_mla gen_mla_presets[] = {
+    {.preset = "tiny-deepseek2", .kv_lora = 128, .qk_nope = 64, .qk_rope = 32, .v_head = 64,
+     .n_dense = 1, .n_shared = 2, .gating = 1, .legacy_kv_b = true, .w_scale = 1.0f},
+    {.preset = "tiny-deepseek3", .q_lora = 128, .kv_lora = 128, .qk_nope = 64, .qk_rope = 32,
+     .v_head = 64, .n_dense = 1, .n_shared = 1, .gating = 2, .n_group = 4, .n_group_used = 2,
+     .norm_topk = true, .probs_b = true, .w_scale = 2.5f, .yarn_factor = 40.0f,
+     .yarn_log_mul = 0.1f, .yarn_orig_ctx = 4096},
+    {.preset = "deepseek-v2-lite", .kv_lora = 512, .qk_nope = 128, .qk_rope = 64, .v_head = 128,
+     .n_dense = 1, .n_shared = 2, .gating = 1, .w_scale = 1.0f, .yarn_factor = 40.0f,
+     .yarn_log_mul = 0.0707f, .yarn_orig_ctx = 4096},
+};
+
+static const gen_mla *gen_mla_find(const char *preset) {
+    for (size_t i = 0; i < MICA_ARRAY_LEN(gen_mla_presets); i++)
+        if (strcmp(gen_mla_presets[i].preset, preset) == 0) return &gen_mla_presets[i];
+    return NULL;
+}
+
+/*
+ * The mimo2 fields of the presets above (MODEL_FAMILIES.md 5, FORMATS.md
+ * 4.6). A preset's head_dim is the q/k head size, n_head_kv the global
+ * blocks' KV heads, n_ff the dense width (block 0 and the MTP blocks).
+ * Block i is global iff i == 0 or (i + 1) % ga_period == 0 (the released
+ * model's rule with period 6); MTP blocks slide.
+ */
+typedef struct gen_mimo {
+    const char *preset;
+    uint32_t head_dim_v, n_rot, n_head_kv_swa, window, ga_period, n_nextn;
+    float rope_base_swa, value_scale;
+    bool head_count_array; /* attention.head_count as a per-block array (else a scalar) */
+} gen_mimo;
+
+static const gen_mimo gen_mimo_presets[] = {
+    {.preset = "tiny-mimo2", .head_dim_v = 64, .n_rot = 32, .n_head_kv_swa = 2, .window = 8,
+     .ga_period = 0, .n_nextn = 1, .rope_base_swa = 10000.0f, .value_scale = 0.707f,
+     .head_count_array = true},
+    {.preset = "mimo-v2-flash-mini", .head_dim_v = 128, .n_rot = 64, .n_head_kv_swa = 8, .window = 128,
+     .ga_period = 6, .n_nextn = 1, .rope_base_swa = 10000.0f, .value_scale = 0.707f},
+};
+
+static const gen_mimo *gen_mimo_find(const char *preset) {
+    for (size_t i = 0; i < MICA_ARRAY_LEN(gen_mimo_presets); i++)
+        if (strcmp(gen_mimo_presets[i].preset, preset) == 0) return &gen_mimo_presets[i];
+    return NULL;
+}
+
+/* True if block l of a mimo2 preset uses sliding-window attention (ga_period 0: only block 0 is global). */
+static bool gen_mimo_is_swa(const gen_preset *p, const gen_mimo *x, uint32_t l) {
+    if (l >= p->n_layer || l == 0) return l != 0;
+    return x->ga_period == 0 || (l + 1) % x->ga_period != 0;
+}
 
 size_t gen_preset_count(void) { return MICA_ARRAY_LEN(gen_presets); }
 
@@ -245,9 +350,146 @@ static mica_status gen_plan_add(gen_plan *pl, const char *name, int64_t ne0, int
     return MICA_OK;
 }
 
+/*
+ * The tensors of a deepseek2 preset (FORMATS.md 4.3-4.4): MLA attention
+ * (attn_q or attn_q_a/attn_q_a_norm/attn_q_b, attn_kv_a_mqa, attn_kv_a_norm,
+ * attn_k_b + attn_v_b or the legacy attn_kv_b), dense FFN in the first
+ * n_dense blocks, routed + shared experts after. attn_k_b / attn_v_b /
+ * attn_kv_b are drawn with std 1/sqrt(kv_lora): kv_lora is the fan-in of
+ * kv_b_proj whichever way the tensor is split.
+ */
+static mica_status gen_plan_build_deepseek2(gen_plan *pl, const gen_preset *p, const gen_mla *x,
+                                            int64_t n_vocab, mica_err *err) {
+    const int64_t d = p->n_embd, nh = p->n_head, R = x->kv_lora, rope = x->qk_rope;
+    const int64_t hk = (int64_t)x->qk_nope + rope, hv = x->v_head, ne_x = p->n_expert;
+    const int64_t ff_sh = (int64_t)x->n_shared * p->n_ff_exp;
+    const float resid = 1.0f / sqrtf(2.0f * (float)p->n_layer), noise = 0.05f;
+    const float kvb_std = 1.0f / sqrtf((float)R);
+    char nm[GGUF_MAX_NAME + 1];
+    mica_status st;
+#define DS_ADD(ne0, ne1, ne2, mean, std, ...)                                         \
+    do {                                                                              \
+        snprintf(nm, sizeof nm, __VA_ARGS__);                                         \
+        if ((st = gen_plan_add(pl, nm, ne0, ne1, ne2, mean, std, err))) return st;    \
+    } while (0)
+#define DS_MAT(ne0, ne1, scale, ...) DS_ADD(ne0, ne1, 1, 0.0f, (scale) / sqrtf((float)(ne0)), __VA_ARGS__)
+#define DS_NORM(n, ...) DS_ADD(n, 1, 1, 1.0f, noise, __VA_ARGS__)
+    DS_ADD(d, n_vocab, 1, 0.0f, GEN_EMBD_STD, "token_embd.weight");           /* (n_vocab, n_embd) */
+    for (uint32_t l = 0; l < p->n_layer; l++) {
+        DS_NORM(d, "blk.%u.attn_norm.weight", l);
+        if (x->q_lora > 0) {
+            DS_MAT(d, x->q_lora, 1.0f, "blk.%u.attn_q_a.weight", l);          /* (q_lora, n_embd) */
+            DS_NORM(x->q_lora, "blk.%u.attn_q_a_norm.weight", l);
+            DS_MAT(x->q_lora, nh * hk, 1.0f, "blk.%u.attn_q_b.weight", l);    /* (nh*hk, q_lora) */
+        } else {
+            DS_MAT(d, nh * hk, 1.0f, "blk.%u.attn_q.weight", l);              /* (nh*hk, n_embd) */
+        }
+        DS_MAT(d, R + rope, 1.0f, "blk.%u.attn_kv_a_mqa.weight", l);          /* (kv_lora+rope, n_embd) */
+        DS_NORM(R, "blk.%u.attn_kv_a_norm.weight", l);
+        if (x->legacy_kv_b) {
+            DS_ADD(R, nh * (hk - rope + hv), 1, 0.0f, kvb_std, "blk.%u.attn_kv_b.weight", l);
+        } else {
+            DS_ADD(hk - rope, R, nh, 0.0f, kvb_std, "blk.%u.attn_k_b.weight", l); /* (nh, kv_lora, nope) */
+            DS_ADD(R, hv, nh, 0.0f, kvb_std, "blk.%u.attn_v_b.weight", l);        /* (nh, v, kv_lora) */
+        }
+        DS_MAT(nh * hv, d, resid, "blk.%u.attn_output.weight", l);           /* (n_embd, nh*v) */
+        DS_NORM(d, "blk.%u.ffn_norm.weight", l);
+        if (l < x->n_dense) {
+            DS_MAT(d, p->n_ff, 1.0f, "blk.%u.ffn_gate.weight", l);            /* (n_ff, n_embd) */
+            DS_MAT(d, p->n_ff, 1.0f, "blk.%u.ffn_up.weight", l);
+            DS_MAT(p->n_ff, d, resid, "blk.%u.ffn_down.weight", l);           /* (n_embd, n_ff) */
+            continue;
+        }
+        DS_MAT(d, ne_x, 1.0f, "blk.%u.ffn_gate_inp.weight", l);               /* (n_expert, n_embd) */
+        pl->t[pl->n - 1].type = MICA_DTYPE_F32;                               /* routers stay F32 */
+        pl->t[pl->n - 1].row_bytes = (uint64_t)d * sizeof(float);
+        if (x->probs_b) DS_ADD(ne_x, 1, 1, 0.0f, 0.1f, "blk.%u.exp_probs_b.bias", l); /* (n_expert) */
+        DS_ADD(d, p->n_ff_exp, ne_x, 0.0f, 1.0f / sqrtf((float)d), "blk.%u.ffn_gate_exps.weight", l);
+        DS_ADD(d, p->n_ff_exp, ne_x, 0.0f, 1.0f / sqrtf((float)d), "blk.%u.ffn_up_exps.weight", l);
+        DS_ADD(p->n_ff_exp, d, ne_x, 0.0f, resid / sqrtf((float)p->n_ff_exp), "blk.%u.ffn_down_exps.weight", l);
+        if (ff_sh > 0) {
+            DS_MAT(d, ff_sh, 1.0f, "blk.%u.ffn_gate_shexp.weight", l);        /* (n_shared*ff_exp, n_embd) */
+            DS_MAT(d, ff_sh, 1.0f, "blk.%u.ffn_up_shexp.weight", l);
+            DS_MAT(ff_sh, d, resid, "blk.%u.ffn_down_shexp.weight", l);       /* (n_embd, n_shared*ff_exp) */
+        }
+    }
+    DS_NORM(d, "output_norm.weight");
+    DS_MAT(d, n_vocab, GEN_LOGIT_STD, "output.weight");                       /* (n_vocab, n_embd) */
+#undef DS_NORM
+#undef DS_MAT
+#undef DS_ADD
+    return MICA_OK;
+}
+
+/*
+ * The tensors of a mimo2 preset (MODEL_FAMILIES.md 5.6): per-block KV head
+ * counts, q/k heads of head_dim and v heads of head_dim_v, attn_sinks {n_head}
+ * on the sliding blocks (N(0, 1) logits), a dense FFN in block 0 and the MTP
+ * blocks, routed experts with a router and exp_probs_b (N(0, 0.1^2)) elsewhere,
+ * and for each MTP block nextn.eh_proj {2 n_embd, n_embd}, nextn.enorm,
+ * nextn.hnorm and layer_output_norm.
+ */
+static mica_status gen_plan_build_mimo2(gen_plan *pl, const gen_preset *p, const gen_mimo *x,
+                                        int64_t n_vocab, mica_err *err) {
+    const int64_t d = p->n_embd, nh = p->n_head, hk = p->head_dim, hv = x->head_dim_v;
+    const int64_t ne_x = p->n_expert, ff = p->n_ff, ff_x = p->n_ff_exp;
+    const uint32_t n_block = p->n_layer + x->n_nextn;
+    const float resid = 1.0f / sqrtf(2.0f * (float)p->n_layer), noise = 0.05f;
+    char nm[GGUF_MAX_NAME + 1];
+    mica_status st;
+#define MM_ADD(ne0, ne1, ne2, mean, std, ...)                                         \
+    do {                                                                              \
+        snprintf(nm, sizeof nm, __VA_ARGS__);                                         \
+        if ((st = gen_plan_add(pl, nm, ne0, ne1, ne2, mean, std, err))) return st;    \
+    } while (0)
+#define MM_MAT(ne0, ne1, scale, ...) MM_ADD(ne0, ne1, 1, 0.0f, (scale) / sqrtf((float)(ne0)), __VA_ARGS__)
+#define MM_NORM(n, ...) MM_ADD(n, 1, 1, 1.0f, noise, __VA_ARGS__)
+    MM_ADD(d, n_vocab, 1, 0.0f, GEN_EMBD_STD, "token_embd.weight");           /* (n_vocab, n_embd) */
+    for (uint32_t l = 0; l < n_block; l++) {
+        const bool swa = gen_mimo_is_swa(p, x, l), mtp = l >= p->n_layer;
+        const int64_t nkv = swa ? x->n_head_kv_swa : p->n_head_kv;
+        MM_NORM(d, "blk.%u.attn_norm.weight", l);
+        MM_MAT(d, nh * hk, 1.0f, "blk.%u.attn_q.weight", l);                  /* (nh*dk, n_embd) */
+        MM_MAT(d, nkv * hk, 1.0f, "blk.%u.attn_k.weight", l);                 /* (nkv*dk, n_embd) */
+        MM_MAT(d, nkv * hv, 1.0f, "blk.%u.attn_v.weight", l);                 /* (nkv*dv, n_embd) */
+        MM_MAT(nh * hv, d, resid, "blk.%u.attn_output.weight", l);            /* (n_embd, nh*dv) */
+        if (swa) MM_ADD(nh, 1, 1, 0.0f, 1.0f, "blk.%u.attn_sinks.weight", l); /* (nh) */
+        MM_NORM(d, "blk.%u.ffn_norm.weight", l);
+        if (l == 0 || mtp) {
+            MM_MAT(d, ff, 1.0f, "blk.%u.ffn_gate.weight", l);                 /* (n_ff, n_embd) */
+            MM_MAT(d, ff, 1.0f, "blk.%u.ffn_up.weight", l);
+            MM_MAT(ff, d, resid, "blk.%u.ffn_down.weight", l);                /* (n_embd, n_ff) */
+        } else {
+            MM_MAT(d, ne_x, 1.0f, "blk.%u.ffn_gate_inp.weight", l);           /* (n_expert, n_embd) */
+            pl->t[pl->n - 1].type = MICA_DTYPE_F32;                           /* routers stay F32 */
+            pl->t[pl->n - 1].row_bytes = (uint64_t)d * sizeof(float);
+            MM_ADD(ne_x, 1, 1, 0.0f, 0.1f, "blk.%u.exp_probs_b.bias", l);     /* (n_expert) */
+            MM_ADD(d, ff_x, ne_x, 0.0f, 1.0f / sqrtf((float)d), "blk.%u.ffn_gate_exps.weight", l);
+            MM_ADD(d, ff_x, ne_x, 0.0f, 1.0f / sqrtf((float)d), "blk.%u.ffn_up_exps.weight", l);
+            MM_ADD(ff_x, d, ne_x, 0.0f, resid / sqrtf((float)ff_x), "blk.%u.ffn_down_exps.weight", l);
+        }
+        if (mtp) {
+            MM_MAT(2 * d, d, 1.0f, "blk.%u.nextn.eh_proj.weight", l);         /* (n_embd, 2 n_embd) */
+            MM_NORM(d, "blk.%u.nextn.enorm.weight", l);
+            MM_NORM(d, "blk.%u.nextn.hnorm.weight", l);
+            MM_NORM(d, "blk.%u.layer_output_norm.weight", l);
+        }
+    }
+    MM_NORM(d, "output_norm.weight");
+    MM_MAT(d, n_vocab, GEN_LOGIT_STD, "output.weight");                       /* (n_vocab, n_embd) */
+#undef MM_NORM
+#undef MM_MAT
+#undef MM_ADD
+    return MICA_OK;
+}
+
 /* Lists every tensor of preset p with n_vocab tokens. */
 static mica_status gen_plan_build(gen_plan *pl, const gen_preset *p, int64_t n_vocab,
                                   mica_err *err) {
+    const gen_mla *mla = gen_mla_find(p->name);
+    if (mla) return gen_plan_build_deepseek2(pl, p, mla, n_vocab, err);
+    const gen_mimo *mimo = gen_mimo_find(p->name);
+    if (mimo) return gen_plan_build_mimo2(pl, p, mimo, n_vocab, err);
     const int64_t d = p->n_embd, ff = p->n_ff, hd = p->head_dim;
     const int64_t q_dim = (int64_t)p->n_head * hd, kv_dim = (int64_t)p->n_head_kv * hd;
     const float resid = 1.0f / sqrtf(2.0f * (float)p->n_layer);
@@ -627,6 +869,77 @@ static mica_status gen_copy_vocab(gguf_writer *w, const char *path, bool skip_te
 
 /* ---- assembly ---- */
 
+/* The deepseek2 keys (FORMATS.md 4.2, 4.6), over the common ones. */
+static mica_status gen_write_hparams_deepseek2(gguf_writer *w, const gen_preset *p, const gen_mla *x,
+                                               mica_err *err) {
+    char key[96];
+#define DS_KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, p->arch), key)
+    const uint32_t hk = x->qk_nope + x->qk_rope;
+    /* head_count_kv: 1 in MLA files (the current converter), n_head in legacy attn_kv_b files */
+    GEN_W(gguf_writer_set_u32(w, DS_KEY("attention.head_count_kv"), x->legacy_kv_b ? p->n_head : 1));
+    if (x->q_lora > 0) GEN_W(gguf_writer_set_u32(w, DS_KEY("attention.q_lora_rank"), x->q_lora));
+    GEN_W(gguf_writer_set_u32(w, DS_KEY("attention.kv_lora_rank"), x->kv_lora));
+    if (x->legacy_kv_b) { /* older files: the decompressed head sizes */
+        GEN_W(gguf_writer_set_u32(w, DS_KEY("attention.key_length"), hk));
+        GEN_W(gguf_writer_set_u32(w, DS_KEY("attention.value_length"), x->v_head));
+    } else { /* MLA files: the cached (latent) sizes, and the decompressed ones as *_mla */
+        GEN_W(gguf_writer_set_u32(w, DS_KEY("attention.key_length"), x->kv_lora + x->qk_rope));
+        GEN_W(gguf_writer_set_u32(w, DS_KEY("attention.value_length"), x->kv_lora));
+        GEN_W(gguf_writer_set_u32(w, DS_KEY("attention.key_length_mla"), hk));
+        GEN_W(gguf_writer_set_u32(w, DS_KEY("attention.value_length_mla"), x->v_head));
+    }
+    GEN_W(gguf_writer_set_u32(w, DS_KEY("rope.dimension_count"), x->qk_rope));
+    GEN_W(gguf_writer_set_u32(w, DS_KEY("leading_dense_block_count"), x->n_dense));
+    GEN_W(gguf_writer_set_u32(w, DS_KEY("expert_shared_count"), x->n_shared));
+    GEN_W(gguf_writer_set_f32(w, DS_KEY("expert_weights_scale"), x->w_scale));
+    GEN_W(gguf_writer_set_bool(w, DS_KEY("expert_weights_norm"), x->norm_topk));
+    GEN_W(gguf_writer_set_u32(w, DS_KEY("expert_gating_func"), x->gating));
+    if (x->n_group > 0) {
+        GEN_W(gguf_writer_set_u32(w, DS_KEY("expert_group_count"), x->n_group));
+        GEN_W(gguf_writer_set_u32(w, DS_KEY("expert_group_used_count"), x->n_group_used));
+    }
+    if (x->yarn_factor > 0.0f) {
+        GEN_W(gguf_writer_set_str(w, DS_KEY("rope.scaling.type"), "yarn"));
+        GEN_W(gguf_writer_set_f32(w, DS_KEY("rope.scaling.factor"), x->yarn_factor));
+        GEN_W(gguf_writer_set_u32(w, DS_KEY("rope.scaling.original_context_length"), x->yarn_orig_ctx));
+        GEN_W(gguf_writer_set_f32(w, DS_KEY("rope.scaling.yarn_log_multiplier"), x->yarn_log_mul));
+    }
+#undef DS_KEY
+    return MICA_OK;
+}
+
+/* The mimo2 keys (FORMATS.md 4.2, 4.6; MODEL_FAMILIES.md 5.6), over the common ones. */
+static mica_status gen_write_hparams_mimo2(gguf_writer *w, const gen_preset *p, const gen_mimo *x,
+                                           mica_err *err) {
+    char key[96];
+#define MM_KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, p->arch), key)
+    const uint32_t n_block = p->n_layer + x->n_nextn;
+    int32_t heads[64], heads_kv[64], swa[64];
+    if (n_block > MICA_ARRAY_LEN(heads)) return mica_err_set(err, MICA_ERR_INTERNAL, "too many blocks");
+    for (uint32_t l = 0; l < n_block; l++) {
+        swa[l] = gen_mimo_is_swa(p, x, l) ? 1 : 0;
+        heads[l] = (int32_t)p->n_head;
+        heads_kv[l] = (int32_t)(swa[l] ? x->n_head_kv_swa : p->n_head_kv);
+    }
+    GEN_W(gguf_writer_set_u32(w, MM_KEY("block_count"), n_block));
+    GEN_W(gguf_writer_set_u32(w, MM_KEY("nextn_predict_layers"), x->n_nextn));
+    if (x->head_count_array)
+        GEN_W(gguf_writer_set_arr(w, MM_KEY("attention.head_count"), GGUF_TYPE_INT32, heads, n_block));
+    GEN_W(gguf_writer_set_arr(w, MM_KEY("attention.head_count_kv"), GGUF_TYPE_INT32, heads_kv, n_block));
+    GEN_W(gguf_writer_set_u32(w, MM_KEY("attention.key_length"), p->head_dim));
+    GEN_W(gguf_writer_set_u32(w, MM_KEY("attention.value_length"), x->head_dim_v));
+    GEN_W(gguf_writer_set_u32(w, MM_KEY("rope.dimension_count"), x->n_rot));
+    GEN_W(gguf_writer_set_f32(w, MM_KEY("rope.freq_base_swa"), x->rope_base_swa));
+    GEN_W(gguf_writer_set_u32(w, MM_KEY("attention.sliding_window"), x->window));
+    GEN_W(gguf_writer_set_arr(w, MM_KEY("attention.sliding_window_pattern"), GGUF_TYPE_INT32, swa, n_block));
+    GEN_W(gguf_writer_set_f32(w, MM_KEY("attention.value_scale"), x->value_scale));
+    GEN_W(gguf_writer_set_u32(w, MM_KEY("expert_gating_func"), 2));
+    GEN_W(gguf_writer_set_bool(w, MM_KEY("expert_weights_norm"), true));
+    GEN_W(gguf_writer_set_f32(w, MM_KEY("expert_weights_scale"), 1.0f));
+#undef MM_KEY
+    return MICA_OK;
+}
+
 static mica_status gen_write_hparams(gguf_writer *w, const gen_preset *p, uint32_t type,
                                      int64_t n_vocab, mica_err *err) {
     char key[96];
@@ -657,6 +970,10 @@ static mica_status gen_write_hparams(gguf_writer *w, const gen_preset *p, uint32
             GEN_W(gguf_writer_set_u32(w, GEN_KEY("expert_feed_forward_length"), p->n_ff_exp));
     }
 #undef GEN_KEY
+    const gen_mla *mla = gen_mla_find(p->name);
+    if (mla) return gen_write_hparams_deepseek2(w, p, mla, err);
+    const gen_mimo *mimo = gen_mimo_find(p->name);
+    if (mimo) return gen_write_hparams_mimo2(w, p, mimo, err);
     return MICA_OK;
 }
 

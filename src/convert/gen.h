@@ -36,6 +36,14 @@
  * feed_forward_length is the expert width as in Mixtral files,
  * expert_feed_forward_length).
  *
+ * deepseek2 presets (tiny-deepseek2, tiny-deepseek3, deepseek-v2-lite) write
+ * the MLA and DeepSeekMoE tensors and keys instead (FORMATS.md 4.2-4.6; their
+ * extra fields are a table in gen.c): attn_q or attn_q_a/_norm/attn_q_b,
+ * attn_kv_a_mqa, attn_kv_a_norm, attn_k_b + attn_v_b (or the legacy
+ * attn_kv_b), dense ffn_* in the leading blocks, routed experts, optional
+ * exp_probs_b.bias and shared experts ffn_*_shexp after; attn_k_b/v_b/kv_b
+ * are drawn with std 1/sqrt(kv_lora_rank).
+ *
  * Vocabulary: copied from a GGUF file (every tokenizer.* key; its token count
  * becomes n_vocab) or synthesised: SentencePiece-style for llama presets,
  * GPT-2 byte-level BPE with merges and ChatML control tokens for qwen presets.

@@ -20,6 +20,7 @@ void mica_model_free(mica_model *m) {
     jinja_template_free(m->chat_tmpl);
     mica_free(m->chat_tmpl_err);
     if (m->arch && m->arch->unload) m->arch->unload(m);
+    stream_free(m);
     vocab_free(m->vocab);
     gguf_close(m->gguf);
     mica_free(m);
@@ -96,6 +97,7 @@ mica_status mica_model_open(const char *path, const mica_model_params *params, m
     model_count(m);
     if ((st = chat_api_load_template(m, &err))) goto fail;
     if (!p.vocab_only) {
+        if ((st = stream_setup(m, &p, &err))) goto fail;
         if ((st = m->arch->load(m, &err))) goto fail;
         if (m->vocab && vocab_n_tokens(m->vocab) > (int32_t)m->hp.n_vocab) {
             st = mica_err_set(&err, MICA_ERR_FORMAT, "%s: tokenizer has %d tokens but token_embd only %u rows",
@@ -126,6 +128,13 @@ int32_t mica_model_n_ctx_train(const mica_model *m) { return (int32_t)m->hp.n_ct
 uint64_t mica_model_n_params(const mica_model *m) { return m->n_params; }
 
 uint64_t mica_model_bytes_per_token(const mica_model *m) { return m->bytes_per_token; }
+
+#define MODEL_API_KV_BATCH 512 /* mica_session_params' default n_batch */
+
+uint64_t mica_model_kv_bytes(const mica_model *m, int32_t n_ctx) {
+    if (!m->arch || n_ctx <= 0) return 0;
+    return arch_kv_bytes(m, n_ctx, MICA_MIN(n_ctx, MODEL_API_KV_BATCH));
+}
 
 /* ---- describe ---- */
 
@@ -183,8 +192,18 @@ size_t mica_model_describe(const mica_model *m, char *buf, size_t cap) {
         outf(&o, "rope:            %s, %u dims, base %g\n", hp->rope_mode == ROPE_NEOX ? "neox" : "norm",
              hp->n_rot, (double)hp->rope_theta);
         outf(&o, "rms_eps:         %g\n", (double)hp->rms_eps);
-        uint64_t kv_tok = (uint64_t)hp->n_layer * hp->n_head_kv * (hp->head_dim + hp->head_dim_v) * sizeof(float);
-        outf(&o, "kv bytes/token:  %" PRIu64 " (f32)\n", kv_tok);
+        /* kv(n) = per_token * n + fixed once n covers every sliding-window ring */
+        const int32_t big = 1 << 20;
+        const uint64_t kv1 = mica_model_kv_bytes(m, big), kv2 = mica_model_kv_bytes(m, 2 * big);
+        const bool kv_ok = kv1 != UINT64_MAX && kv2 != UINT64_MAX && kv2 >= kv1;
+        const uint64_t kv_tok = kv_ok ? (kv2 - kv1) / (uint64_t)big : 0;
+        const uint64_t kv_fixed = kv_ok ? kv1 - kv_tok * (uint64_t)big : 0;
+        outf(&o, "kv bytes/token:  %" PRIu64 " (f32)", kv_tok);
+        if (kv_fixed) {
+            human_bytes(kv_fixed, hb, sizeof hb);
+            outf(&o, " + %s fixed for the sliding-window layers", hb);
+        }
+        outf(&o, "\n");
     } else {
         outf(&o, "architecture:    (vocabulary only)\n");
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/expert_store.h"
 #include "model/model.h"
 
 struct mica_session {
@@ -103,11 +104,21 @@ mica_status mica_session_decode(mica_session *s, const int32_t *tokens, int32_t 
         }
     }
     const size_t V = m->hp.n_vocab;
+    const int32_t n_past0 = s->n_past;
     for (int32_t done = 0; done < n;) {
         int32_t nb = MICA_MIN(s->n_batch, n - done);
         const bool last = done + nb == n;
         float *dst = all_logits ? all_logits + (size_t)done * V : s->logits;
+        const uint64_t fails0 = m->experts ? expert_store_n_failures(m->experts) : 0;
         m->arch->forward(m, s->state, tokens + done, nb, s->n_past, dst, all_logits != NULL);
+        if (m->experts && expert_store_n_failures(m->experts) != fails0) {
+            /* a streamed expert could not be read: this call's results are invalid */
+            char msg[sizeof s->errmsg];
+            expert_store_last_error(m->experts, msg, sizeof msg);
+            s->n_past = n_past0;
+            s->has_logits = false;
+            return session_fail(s, MICA_ERR_IO, msg);
+        }
         s->n_past += nb;
         done += nb;
         if (last && all_logits) memcpy(s->logits, all_logits + ((size_t)n - 1) * V, V * sizeof(float));

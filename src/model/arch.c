@@ -4,6 +4,8 @@
  */
 #include <string.h>
 
+#include "model/deepseek2.h"
+#include "model/mimo2.h"
 #include "model/model.h"
 
 extern const arch_ops arch_llama_ops;
@@ -11,6 +13,8 @@ extern const arch_ops arch_qwen2_ops;
 extern const arch_ops arch_qwen3_ops;
 extern const arch_ops arch_qwen3moe_ops;
 extern const arch_ops arch_olmoe_ops;
+extern const arch_ops arch_mimo2_ops;
+extern const arch_ops arch_deepseek2_ops;
 
 static const arch_ops *const arch_registry[] = {
     &arch_llama_ops,
@@ -18,6 +22,8 @@ static const arch_ops *const arch_registry[] = {
     &arch_qwen3_ops,
     &arch_qwen3moe_ops,
     &arch_olmoe_ops,
+    &arch_mimo2_ops,
+    &arch_deepseek2_ops,
 };
 
 const arch_ops *arch_find(const char *name, size_t len) {
@@ -28,4 +34,14 @@ const arch_ops *arch_find(const char *name, size_t len) {
     return NULL;
 }
 
-const char *arch_names(void) { return "llama, qwen2, qwen3, qwen3moe, olmoe"; }
+const char *arch_names(void) { return "llama, qwen2, qwen3, qwen3moe, olmoe, deepseek2, mimo2"; }
+
+uint64_t arch_kv_bytes(const mica_model *m, int32_t n_ctx, int32_t n_batch) {
+    if (m->arch == &arch_mimo2_ops) return mimo2_kv_bytes(m, n_ctx, n_batch, NULL);
+    if (m->arch == &arch_deepseek2_ops) return deepseek2_kv_bytes(m, n_ctx);
+    const model_hparams *hp = &m->hp;
+    uint64_t row = (uint64_t)hp->n_head_kv * (hp->head_dim + hp->head_dim_v) * sizeof(float), b = 0;
+    if (!mica_mul_ok(row, hp->n_layer, &b) || !mica_mul_ok(b, (uint64_t)(n_ctx > 0 ? n_ctx : 0), &b))
+        return UINT64_MAX;
+    return b;
+}

@@ -94,6 +94,14 @@ struct mica_model {
     uint64_t bytes_per_token;   /* weight bytes read to generate one token */
     jinja_template *chat_tmpl;  /* parsed tokenizer.chat_template, or NULL */
     char *chat_tmpl_err;        /* why the template did not parse, or NULL */
+    /*
+     * The routed experts' cache when the model streams them (it does not
+     * fit its memory budget; see expert_store.h), else NULL: every weight is
+     * a view into the mapping. Created before the architecture binds its
+     * weights; internally synchronised, so sessions share it.
+     */
+    struct expert_store *experts;
+    struct model_stream *stream; /* the budget plan behind `experts` (engine/stream.c) */
 };
 
 /* The architecture registered under `name`, or NULL. */
@@ -101,6 +109,14 @@ const arch_ops *arch_find(const char *name, size_t len);
 
 /* Comma-separated names of the supported architectures (static). */
 const char *arch_names(void);
+
+/*
+ * Bytes of K/V rows m's architecture allocates for a state of (n_ctx,
+ * n_batch) with F32 rows: its own formula where it has one (mimo2's hybrid
+ * cache), else n_ctx * n_layer * n_head_kv * (head_dim + head_dim_v) * 4.
+ * UINT64_MAX on overflow.
+ */
+uint64_t arch_kv_bytes(const mica_model *m, int32_t n_ctx, int32_t n_batch);
 
 /* ---- helpers for architecture files (weights.c) ---- */
 

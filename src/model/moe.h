@@ -64,6 +64,16 @@ typedef struct moe_params {
     enum moe_gating gating;
     bool norm_topk;          /* renormalise the k weights to sum 1 */
     float weights_scale;     /* routed scaling factor (after renormalisation) */
+    /*
+     * Group-limited selection (DeepSeek-V3 noaux_tc, MODEL_FAMILIES.md 4.3);
+     * n_group <= 1: off. The experts form n_group consecutive groups of
+     * n_expert / n_group; a group's score is the sum of its two largest
+     * score + bias values (its one value if a group has one expert); only
+     * the experts of the n_group_used best groups (equal: the lower group
+     * first) can be chosen.
+     */
+    int32_t n_group;         /* {arch}.expert_group_count */
+    int32_t n_group_used;    /* {arch}.expert_group_used_count, 1..n_group */
 } moe_params;
 
 /* The weights of one MoE layer: views into the mapped file. */
@@ -76,6 +86,18 @@ typedef struct moe_layer {
     tensor_view gate_shexp;  /* [n_embd, n_ff_shexp]; data NULL without a shared expert */
     tensor_view up_shexp;    /* [n_embd, n_ff_shexp] */
     tensor_view down_shexp;  /* [n_ff_shexp, n_embd] */
+    /*
+     * Streaming (expert_store.h): when store is not NULL the routed experts
+     * are leased from it as layer `il` and the *_exps views above are only
+     * shapes (their bytes in the mapping are never touched). next_router /
+     * next_probs_b are layer il+1's router and bias (data NULL if that layer
+     * has none), run on this layer's input to guess and prefetch the next
+     * layer's experts.
+     */
+    struct expert_store *store;
+    int32_t il;
+    tensor_view next_router;  /* [n_embd, n_expert] of layer il+1 */
+    tensor_view next_probs_b; /* [n_expert] of layer il+1 */
 } moe_layer;
 
 /* The weights of one expert (2-D views). */
@@ -93,9 +115,12 @@ typedef struct moe_expert {
  *   expert_feed_forward_length (default n_ff), expert_shared_count (default
  *   0; the shared width is count * n_ff_exp unless
  *   expert_shared_feed_forward_length is given), expert_gating_func,
- *   expert_weights_norm, expert_weights_scale (default 1).
+ *   expert_weights_norm, expert_weights_scale (default 1),
+ *   expert_group_count and expert_group_used_count (default: no groups).
  * MICA_ERR_FORMAT naming the key for a missing or out-of-range value
- * (expert_used_count > expert_count, an unknown gating function, ...).
+ * (expert_used_count > expert_count, an unknown gating function,
+ * expert_group_used_count > expert_group_count, groups that do not divide
+ * expert_count or hold fewer than expert_used_count experts, ...).
  */
 mica_status moe_read_params(const mica_model *m, const moe_params *defaults, int64_t n_ff,
                             moe_params *p, mica_err *err);
@@ -127,7 +152,8 @@ uint64_t moe_unread_bytes_per_token(const moe_params *p, const moe_layer *L);
  * return the gating scores (softmax or sigmoid of the logits). bias is the
  * selection bias [n_expert] or NULL. Writes the k = n_expert_used chosen
  * experts to ids[k], by decreasing score + bias (equal values: the lower id
- * first), and their weights to weights[k].
+ * first), and their weights to weights[k]. With groups (p->n_group > 1)
+ * only experts of the selected groups are candidates.
  */
 void moe_route(const moe_params *p, float *scores, const float *bias, int32_t *ids,
                float *weights);
@@ -135,7 +161,7 @@ void moe_route(const moe_params *p, float *scores, const float *bias, int32_t *i
 /* The 2-D view of slice e of a 3-D expert tensor (0 <= e < ne[2]). */
 void moe_expert_view(const tensor_view *exps, int32_t e, tensor_view *out);
 
-/* The weights of expert e of layer L (views; nothing to release today). */
+/* The weights of expert e of layer L as views into the mapping (not for a streamed layer). */
 void moe_expert_get(const moe_layer *L, int32_t e, moe_expert *out);
 
 /*
@@ -172,6 +198,13 @@ void moe_scratch_deinit(moe_scratch *s);
 /*
  * out[n][n_embd] = MoE(x[n][n_embd]) for 1 <= n <= s->n_batch (out is
  * overwritten; it must not alias x).
+ * Streamed layers (L->store): the needed experts of the whole batch are
+ * asked for at once (each read at most once per call, reads overlapping),
+ * computed in increasing id as above, and released; the next layer's likely
+ * experts are prefetched first. The result is bit-identical to the mapped
+ * path. If the store cannot deliver an expert (read error, truncated file),
+ * that expert contributes nothing and the store's failure counter records
+ * it (expert_store_n_failures): the caller must treat the output as invalid.
  */
 void moe_forward(ops_ctx *c, const moe_params *p, const moe_layer *L, moe_scratch *s,
                  const float *x, int32_t n, int64_t n_embd, float *out);

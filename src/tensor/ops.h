@@ -98,4 +98,81 @@ typedef struct ops_attn_args {
 
 void ops_attention(mica_pool *pool, const ops_attn_args *a);
 
+/*
+ * Attention with an optional sliding window, optional per-head sink logits
+ * and optional ring-buffer addressing of the KV store (MODEL_FAMILIES.md 0.5
+ * and 6). Query t sits at position p = pos0 + t and sees the keys at
+ * positions j with
+ *     max(0, p - window + 1) <= j <= p     (window > 0: 0 <= p - j < window)
+ *     0 <= j <= p                          (window == 0: plain causal)
+ * The key and value of position j are row r = (n_slots > 0 ? j % n_slots : j)
+ * of k and v: key head g at byte r * k_row_bytes + (bytes of g * head_dim
+ * elements), likewise for v. Query head h uses kv head h / (n_head /
+ * n_head_kv). With scaled logits a_j = scale * q . k_j and the head's sink
+ * logit s (sinks[h], when sinks is not NULL):
+ *     m   = max(max_j a_j, s)
+ *     p_j = exp(a_j - m) / (exp(s - m) + sum_j' exp(a_j' - m))
+ *     out = sum_j p_j v_j                (the sink's share is dropped)
+ * Keys are visited in increasing position whatever the addressing, so a ring
+ * store and a full store holding the same rows give bit-identical outputs.
+ *
+ * kv_type: MICA_DTYPE_F32 or any type with a to_float in kt (e.g. Q8_0; rows
+ * then hold n_head_kv * head_dim (head_dim_v) elements of that type and
+ * head_dim, head_dim_v are multiples of its block). Parallel over (token,
+ * head) on the pool; scratch holds pool_n_threads * scratch_stride floats,
+ * scratch_stride >= ops_attention_ext_scratch(a).
+ * Preconditions (asserted): n_slots == 0 or (window > 0 and n_slots >= window
+ * + n_tok - 1, so no row a query needs is overwritten by a later token of the
+ * same call).
+ */
+typedef struct ops_attn_ext_args {
+    const kern_table *kt;       /* to_float for kv_type != F32; may be NULL for F32 */
+    const float *q;             /* [n_tok][n_head * head_dim] */
+    const void *k, *v;          /* row 0 of the key / value store */
+    float *out;                 /* [n_tok][n_head * head_dim_v] */
+    int64_t n_tok, pos0;
+    int64_t n_head, n_head_kv, head_dim, head_dim_v;
+    uint64_t k_row_bytes, v_row_bytes; /* bytes between consecutive rows */
+    uint32_t kv_type;
+    float scale;
+    int64_t window;             /* 0: no window */
+    int64_t n_slots;            /* 0: row = position; > 0: ring of n_slots rows */
+    const float *sinks;         /* [n_head] sink logits, or NULL */
+    float *scratch;
+    int64_t scratch_stride;     /* floats of scratch per thread */
+} ops_attn_ext_args;
+
+/* Floats of scratch one thread of ops_attention_ext needs for a. */
+int64_t ops_attention_ext_scratch(const ops_attn_ext_args *a);
+
+void ops_attention_ext(mica_pool *pool, const ops_attn_ext_args *a);
+
+/* ---- RoPE with precomputed frequencies (DeepSeek YaRN) ---- */
+
+/*
+ * YaRN-corrected inverse frequencies for n_rot rotary dims (MODEL_FAMILIES.md
+ * 4.4): inv_freq[j], j = 0 .. n_rot/2 - 1, for base theta, scaling factor s,
+ * original training context n_ctx_orig and the ramp bounds beta_fast /
+ * beta_slow (in rotations over n_ctx_orig):
+ *   corr(b)  = n_rot * ln(n_ctx_orig / (2 pi b)) / (2 ln theta)
+ *   low      = max(floor(corr(beta_fast)), 0), high = min(ceil(corr(beta_slow)), n_rot - 1)
+ *   ramp_j   = clamp((j - low) / max(high - low, 0.001), 0, 1)
+ *   f_extra  = theta^(-2j/n_rot), f_inter = f_extra / s
+ *   inv_freq = f_inter * ramp_j + f_extra * (1 - ramp_j)
+ * so the fastest pairs (j < low) keep their frequency and the slowest
+ * (j >= high) are fully interpolated. s = 1 gives plain RoPE frequencies.
+ * Computed in double, stored as float.
+ */
+void ops_rope_yarn_freqs(float *inv_freq, int64_t n_rot, float theta, float factor,
+                         float n_ctx_orig, float beta_fast, float beta_slow);
+
+/*
+ * As ops_rope, with the angle of pair j given as pos * inv_freq[j]
+ * (inv_freq[n_rot/2]), and heads head_stride floats apart: the n_rot dims
+ * starting at x + h * head_stride rotate, nothing else is touched. For a
+ * rotary slice at the end of each head, pass x + offset.
+ */
+void ops_rope_freqs(float *x, int64_t n_head, int64_t head_stride, int64_t n_rot, int64_t pos,
+                    const float *inv_freq, enum rope_mode mode);
+
 #endif /* MICA_OPS_H */

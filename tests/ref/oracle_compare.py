@@ -12,6 +12,8 @@ or `SKIP NAME why`; the last line is `oracle: N passed, M failed, K skipped`):
   logits_ARCH_TYPE          mica `logits` vs reference teacher-forced logits, tiny presets
   greedy_ARCH_TYPE          mica `run --temp 0 --ids` vs reference greedy, 32 tokens
   logits_moe_* / greedy_moe_*  the same for the tiny MoE presets (tests/ref/moe_ref.py)
+  logits_mimo2_* / greedy_mimo2_*  the same for tiny-mimo2 (tests/ref/mimo_ref.py)
+  logits_deepseek{2,3}_* / greedy_deepseek{2,3}_*  tiny deepseek2 presets (tests/ref/deepseek_ref.py)
   tiny_random_logits/greedy the real llama-2-tiny-random.gguf (F16)
   real_qwen3-0.6b_Q8_0      realistic shape, 16 positions (32 with --full; skipped by --quick)
   real_tinyllama-1.1b_Q4_0  realistic shape, only with --full
@@ -38,6 +40,8 @@ sys.path.insert(0, HERE)
 import gguf_ref  # noqa: E402
 import model_ref  # noqa: E402
 import moe_ref  # noqa: E402
+import deepseek_ref  # noqa: E402
+import mimo_ref  # noqa: E402
 
 ARCHS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "qwen3": "tiny-qwen3"}
 LOGIT_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"]
@@ -437,6 +441,8 @@ class Runner:
                         return self.case_greedy(self.gen_model(preset, typ), typ)
                     self.case("greedy_%s_%s" % (arch, typ), gcase)
         moe_ref.add_cases(self)
+        mimo_ref.add_cases(self)
+        deepseek_ref.add_cases(self)
         tr = "tiny-random/llama-2-tiny-random.gguf"
         self.case("tiny_random_logits", lambda: self.case_logits(
             self.data(tr), "F16", [1] + lcg_ids(5, N_TF - 1, 3, 32000)))
