@@ -241,6 +241,42 @@ static char *read_line(FILE *f, bool *too_long, bool *eof) {
 
 /* ---- one turn ---- */
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
+static size_t utf8_valid_len(const unsigned char *s, size_t n) {
+    size_t len;
+    uint32_t cp;
+    if (s[0] < 0x80) return 1;
+    if ((s[0] & 0xE0) == 0xC0) { len = 2; cp = s[0] & 0x1F; }
+    else if ((s[0] & 0xF0) == 0xE0) { len = 3; cp = s[0] & 0x0F; }
+    else if ((s[0] & 0xF8) == 0xF0) { len = 4; cp = s[0] & 0x07; }
+    else return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return len;
+}
+
+/* The answer as it enters the conversation: a model may emit bytes that are
+ * not UTF-8 (a byte token alone, an answer stopped mid-character), which a
+ * chat template refuses; each invalid byte becomes U+FFFD. Returns a malloc'd
+ * string or NULL when out of memory. */
+static char *utf8_sanitize(const char *text, size_t n) {
+    char *out = malloc(n * 3 + 1);
+    if (!out) return NULL;
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_valid_len((const unsigned char *)text + i, n - i);
+        if (k) { memcpy(out + w, text + i, k); w += k; i += k; }
+        else { memcpy(out + w, "\xEF\xBF\xBD", 3); w += 3; i++; }
+    }
+    out[w] = '\0';
+    return out;
+}
+
 /* Tokenizes the rendered conversation, adding BOS when the model wants one
  * and the template did not write it. */
 static bool tokenize_prompt(const chat *c, const char *text, size_t len, int32_t **ids, int32_t *n) {
@@ -377,7 +413,9 @@ static bool chat_turn(chat *c, const char *user_text) {
     fprintf(stderr, "[turn %d: %d prompt tokens evaluated, %d reused from the cache, %d generated, %.1f tok/s%s]\n",
             c->turn, n - keep, keep, n_gen, t_gen > 0 ? n_gen / t_gen : 0.0, stopped ? ", stopped" : "");
     (void)t_prompt;
-    bool ok2 = chat_add(c, "assistant", answer);
+    char *clean = utf8_sanitize(answer, alen);
+    bool ok2 = clean && chat_add(c, "assistant", clean);
+    free(clean);
     free(answer);
     return ok2;
 }

@@ -93,6 +93,33 @@ if command -v tmux >/dev/null 2>&1; then
     else
         bad "tmux" "screen: $screen / stderr: $(cat "$T/tmux.err")"
     fi
+    # Ctrl-C stops a long answer and the chat goes on: a generated tiny model
+    # with a 32768-token context answers for many seconds unless interrupted.
+    LM="$T/tiny-llama.gguf"
+    [ -f "$LM" ] || "$B/mica-gen" --preset tiny-llama --type Q8_0 --seed 3 -o "$LM"
+    S2="mica-chat-int-$$"
+    : >"$T/int.err"
+    tmux new-session -d -s "$S2" -x 160 -y 50 "$B/mica chat -m $LM -c 32768 -n 30000 --temp 0 -t 1 2>$T/int.err; echo CHAT-EXITED; sleep 30"
+    for _ in $(seq 200); do tmux capture-pane -p -t "$S2" | grep -q '^> ' && break; sleep 0.1; done
+    tmux send-keys -t "$S2" "tell me everything" Enter
+    sleep 1
+    tmux send-keys -t "$S2" C-c
+    for _ in $(seq 300); do grep -q '^\[turn 1:' "$T/int.err" && break; sleep 0.1; done
+    tmux send-keys -t "$S2" "and then" Enter
+    sleep 1
+    tmux send-keys -t "$S2" C-c
+    for _ in $(seq 300); do grep -q '^\[turn 2:' "$T/int.err" && break; sleep 0.1; done
+    tmux send-keys -t "$S2" "/exit" Enter
+    for _ in $(seq 200); do tmux capture-pane -p -t "$S2" | grep -q CHAT-EXITED && break; sleep 0.1; done
+    screen2=$(tmux capture-pane -p -t "$S2")
+    tmux kill-session -t "$S2" 2>/dev/null
+    g1=$(field 1 3 "$T/int.err"); r2=$(field 2 2 "$T/int.err")
+    if grep -q '^\[turn 1:.*stopped\]' "$T/int.err" && [ -n "$g1" ] && [ "$g1" -lt 30000 ] &&
+       grep -q '^\[turn 2:' "$T/int.err" && [ "${r2:-0}" -gt 0 ] && grep -q CHAT-EXITED <<<"$screen2"; then
+        ok "tmux: Ctrl-C stops an answer after $g1 of 30000 tokens; the next turn reuses $r2 cached tokens"
+    else
+        bad "tmux Ctrl-C" "$(cat "$T/int.err") / $screen2"
+    fi
 else
     if [ "${CI:-}" = true ]; then bad "tmux" "tmux not installed"; else echo "skip: tmux not installed"; fi
 fi
