@@ -98,7 +98,7 @@ for spec in tiny-qwen3moe:Q8_0 tiny-olmoe:Q4_0 tiny-mixtral:Q8_0 tiny-deepseek3:
             bad "$preset ids $budget" "$(head -c 200 "$T/$preset.$budget.ids") vs $(head -c 200 "$T/$preset.ref.ids")"
         fi
         n_ids=$(wc -w <"$T/$preset.$budget.ids")
-        if grep -q "^generation: [0-9]* tokens | experts [0-9]* looked up, hit rate [0-9.]*% | read .* GB/s | I/O stall .* ms | prefetch [0-9]*/[0-9]* used | cache [0-9]*/[0-9]* slots" "$T/stats.err" \
+        if grep -q "^generation: [0-9]* tokens | experts [0-9]* looked up, hit rate [0-9.]*% (cached [0-9.]*%, prefetched [0-9.]*%) | read .* GB/s | I/O stall .* ms | prefetch [0-9]*/[0-9]* used | cache [0-9]*/[0-9]* slots" "$T/stats.err" \
             && grep -q "^prompt: 3 tokens | experts" "$T/stats.err" \
             && [ "$(grep -c '^token [0-9]*: 1 tokens | experts' "$T/stats.err")" -ge $((n_ids - 2)) ]; then
             ok "$preset --stats at budget $budget"
