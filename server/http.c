@@ -215,6 +215,64 @@ static bool auth_ok(srv *S, struct MHD_Connection *c) {
     return diff == 0;
 }
 
+/*
+ * The expert-streaming counters of mica_model_expert_stats as Prometheus
+ * text (all zero, mica_experts_streaming 0, when the model is mapped whole).
+ * The budget is -1 when unlimited. Returns a malloc'd string or NULL.
+ */
+static char *expert_metrics_text(srv *S) {
+    mica_expert_stats es;
+    mica_model_expert_stats(S->model, &es);
+    char *s = NULL;
+    int n = asprintf(&s,
+        "# HELP mica_experts_streaming 1 when the routed experts are streamed from the model file, else 0.\n"
+        "# TYPE mica_experts_streaming gauge\nmica_experts_streaming %d\n"
+        "# HELP mica_experts_direct_io 1 when expert reads bypass the page cache (O_DIRECT).\n"
+        "# TYPE mica_experts_direct_io gauge\nmica_experts_direct_io %d\n"
+        "# HELP mica_memory_budget_bytes Memory budget for the weights in force (-1: unlimited).\n"
+        "# TYPE mica_memory_budget_bytes gauge\nmica_memory_budget_bytes %lld\n"
+        "# HELP mica_weights_bytes Bytes of all tensors of the model file.\n"
+        "# TYPE mica_weights_bytes gauge\nmica_weights_bytes %llu\n"
+        "# HELP mica_resident_bytes Bytes of weights kept mapped and resident.\n"
+        "# TYPE mica_resident_bytes gauge\nmica_resident_bytes %llu\n"
+        "# HELP mica_expert_cache_bytes Bytes of the expert cache's arena.\n"
+        "# TYPE mica_expert_cache_bytes gauge\nmica_expert_cache_bytes %llu\n"
+        "# HELP mica_expert_cache_slots Experts the cache holds at most.\n"
+        "# TYPE mica_expert_cache_slots gauge\nmica_expert_cache_slots %d\n"
+        "# HELP mica_expert_cache_experts Experts in the cache now.\n"
+        "# TYPE mica_expert_cache_experts gauge\nmica_expert_cache_experts %d\n"
+        "# HELP mica_expert_lookups_total Routed-expert lookups in the cache.\n"
+        "# TYPE mica_expert_lookups_total counter\nmica_expert_lookups_total %llu\n"
+        "# HELP mica_expert_hits_total Lookups served from the cache (including prefetched experts).\n"
+        "# TYPE mica_expert_hits_total counter\nmica_expert_hits_total %llu\n"
+        "# HELP mica_expert_misses_total Lookups that had to read the expert.\n"
+        "# TYPE mica_expert_misses_total counter\nmica_expert_misses_total %llu\n"
+        "# HELP mica_expert_prefetch_reads_total Experts read ahead of use.\n"
+        "# TYPE mica_expert_prefetch_reads_total counter\nmica_expert_prefetch_reads_total %llu\n"
+        "# HELP mica_expert_prefetch_used_total Prefetched experts that were then used.\n"
+        "# TYPE mica_expert_prefetch_used_total counter\nmica_expert_prefetch_used_total %llu\n"
+        "# HELP mica_expert_reads_total Expert reads issued.\n"
+        "# TYPE mica_expert_reads_total counter\nmica_expert_reads_total %llu\n"
+        "# HELP mica_expert_read_errors_total Expert reads that failed.\n"
+        "# TYPE mica_expert_read_errors_total counter\nmica_expert_read_errors_total %llu\n"
+        "# HELP mica_expert_evictions_total Experts evicted from the cache.\n"
+        "# TYPE mica_expert_evictions_total counter\nmica_expert_evictions_total %llu\n"
+        "# HELP mica_expert_read_bytes_total Bytes of experts read from the model file.\n"
+        "# TYPE mica_expert_read_bytes_total counter\nmica_expert_read_bytes_total %llu\n"
+        "# HELP mica_expert_io_busy_seconds_total Time with at least one expert read in flight.\n"
+        "# TYPE mica_expert_io_busy_seconds_total counter\nmica_expert_io_busy_seconds_total %.6f\n"
+        "# HELP mica_expert_stall_seconds_total Time forward passes waited for expert reads or free slots.\n"
+        "# TYPE mica_expert_stall_seconds_total counter\nmica_expert_stall_seconds_total %.6f\n",
+        es.streaming ? 1 : 0, es.direct_io ? 1 : 0,
+        es.budget == MICA_MEM_UNLIMITED || es.budget > (uint64_t)INT64_MAX ? -1LL : (long long)es.budget,
+        (unsigned long long)es.weight_bytes, (unsigned long long)es.resident_bytes,
+        (unsigned long long)es.cache_bytes, es.n_slots, es.cached_experts, (unsigned long long)es.lookups,
+        (unsigned long long)es.hits, (unsigned long long)es.misses, (unsigned long long)es.prefetch_reads,
+        (unsigned long long)es.prefetch_used, (unsigned long long)es.reads, (unsigned long long)es.read_errors,
+        (unsigned long long)es.evictions, (unsigned long long)es.bytes_read, es.io_busy_seconds, es.stall_seconds);
+    return n < 0 ? NULL : s;
+}
+
 static char *metrics_text(srv *S) {
     sched_load ld;
     sched_get_load(S->sched, &ld);
@@ -250,7 +308,14 @@ static char *metrics_text(srv *S) {
         (unsigned long long)st.gen_tokens, st.prompt_seconds > 0 ? (double)st.prompt_tokens / st.prompt_seconds : 0.0,
         st.gen_seconds > 0 ? (double)st.gen_tokens / st.gen_seconds : 0.0, ld.active, ld.queued, ld.n_slots,
         (long long)ld.kv_used, (long long)ld.kv_cap, ld.kv_cap > 0 ? (double)ld.kv_used / (double)ld.kv_cap : 0.0);
-    return n < 0 ? NULL : s;
+    if (n < 0) return NULL;
+    char *e = expert_metrics_text(S);
+    if (!e) { free(s); return NULL; }
+    char *all = NULL;
+    n = asprintf(&all, "%s%s", s, e);
+    free(s);
+    free(e);
+    return n < 0 ? NULL : all;
 }
 
 static enum MHD_Result dispatch(srv *S, struct MHD_Connection *c, const struct route *rt, http_req *rq) {

@@ -31,6 +31,9 @@ static const char serve_usage[] =
     "  -t, --threads N       threads per slot (default: CPUs / slots)\n"
     "      --cors ORIGIN     send Access-Control-Allow-Origin: ORIGIN\n"
     "      --metrics         enable GET /metrics\n"
+    "      --mem-budget SIZE RAM for the weights (e.g. 4G, 512M, bytes; 'auto' (default):\n"
+    "                        available memory less headroom; 'unlimited': never stream).\n"
+    "                        Below the model's size the routed experts stream from disk\n"
     "      --max-body BYTES  request body cap (default 8 MiB; 413 beyond)\n"
     "      --timeout S       wall-time cap of one generation in seconds (default 600);\n"
     "                        a generation that reaches it ends with finish_reason \"length\"\n";
@@ -95,6 +98,11 @@ static int parse_serve_args(int argc, char **argv, srv_config *c, bool *help) {
             if (!parse_int(v, 1, MICA_MAX_THREADS, &c->n_threads)) return serve_error("bad --threads", v);
         } else if (!strcmp(a, "--cors")) { NEED(); c->cors = v; }
         else if (!strcmp(a, "--metrics")) { c->metrics = true; }
+        else if (!strcmp(a, "--mem-budget")) {
+            NEED();
+            if (!srv_parse_size(v, &c->mem_budget))
+                return serve_error("bad --mem-budget (e.g. 4G, 512M, bytes, auto, unlimited):", v);
+        }
         else if (!strcmp(a, "--timeout")) {
             NEED();
             if (!parse_int(v, 1, 86400, &c->timeout_s)) return serve_error("bad --timeout (1..86400)", v);
@@ -143,9 +151,22 @@ int cmd_serve(int argc, char **argv) {
     http_server *h = NULL;
     char err[512];
     mica_model_params mp = mica_model_params_default();
+    mp.mem_budget = cfg.mem_budget;
     if (mica_model_open(cfg.model_path, &mp, &S->model, err, sizeof err) != MICA_OK) {
         serve_error(err, NULL);
         goto done;
+    }
+    {
+        const char *note = mica_model_note(S->model);
+        if (note && *note) fprintf(stderr, "mica: note: %s\n", note);
+        mica_expert_stats es;
+        mica_model_expert_stats(S->model, &es);
+        if (es.streaming)
+            fprintf(stderr, "mica serve: streaming the routed experts (%sbudget %.1f MiB: %.1f MiB resident, "
+                    "cache of %d experts, %.1f MiB%s)\n", es.budget_auto ? "automatic " : "",
+                    (double)es.budget / 1048576.0,
+                    (double)es.resident_bytes / 1048576.0, es.n_slots, (double)es.cache_bytes / 1048576.0,
+                    es.direct_io ? ", O_DIRECT" : "");
     }
     S->n_vocab = mica_model_n_vocab(S->model);
     const char *base = strrchr(cfg.model_path, '/');

@@ -36,6 +36,7 @@ typedef struct srv_config {
     int timeout_s; /* wall-time cap of one generation; it then ends with finish_reason "length" */
     bool metrics;
     size_t max_body;
+    uint64_t mem_budget; /* mica_model_params.mem_budget: 0 automatic, MICA_MEM_UNLIMITED never stream */
 } srv_config;
 
 /* Counters for /metrics; guarded by srv.mu. */

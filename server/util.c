@@ -74,6 +74,35 @@ bool sbuf_add_utf8(sbuf *b, const char *s, size_t n) {
     return sbuf_add(b, s + run, n - run);
 }
 
+bool srv_parse_size(const char *s, uint64_t *out) {
+    if (!s) return false;
+    if (!strcmp(s, "auto")) { *out = 0; return true; }
+    if (!strcmp(s, "unlimited")) { *out = UINT64_MAX; return true; }
+    if (!(*s >= '0' && *s <= '9')) return false;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    unsigned shift = 0;
+    switch (*s) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
+    default: break;
+    }
+    if (shift) {
+        s++;
+        if (!strcmp(s, "B") || !strcmp(s, "iB")) s += strlen(s);
+        if (v > (UINT64_MAX >> shift)) return false;
+    }
+    if (*s) return false;
+    *out = v << shift;
+    return true;
+}
+
 double srv_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -30,6 +30,14 @@ void sbuf_free(sbuf *b);
  */
 bool sbuf_add_utf8(sbuf *b, const char *s, size_t n);
 
+/*
+ * Parses a byte size: "auto" (0), "unlimited" (UINT64_MAX), or a decimal
+ * number with an optional K/M/G/T suffix (binary multiples, optionally
+ * followed by "B" or "iB"). Returns false (out untouched) on anything else or
+ * on overflow.
+ */
+bool srv_parse_size(const char *s, uint64_t *out);
+
 /* Monotonic seconds. */
 double srv_now(void);
 

@@ -11,6 +11,10 @@
 #    against Python Jinja2's render of the same template, thinking on/off,
 #    stream == non-stream on random-weight output (multi-byte text), a client
 #    that disconnects mid-stream frees its slot;
+#  - a tiny MoE model on a server with --mem-budget that forces expert
+#    streaming: greedy completions equal a server without it, /metrics
+#    exports the expert-cache counters, a budget below the minimum is one
+#    error line naming it;
 #  - the chat output parser's unit test (think / tool_call splitting);
 #  - the official openai npm package (tests/client/client.mjs).
 # With CI=true missing data or tools are failures, not skips.
@@ -84,6 +88,16 @@ if cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iserver -o "$T/test_chat_par
     else bad "chat parser unit test" "$(grep FAIL "$T/chat_parse.log" | head -5)"; fi
 else
     bad "chat parser unit test" "$(head -5 "$T/cc.err")"
+fi
+
+# ---- srv_parse_size (--mem-budget) (C unit test) ----
+if cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iserver -o "$T/test_util" tests/server/test_util.c server/util.c 2>"$T/cc.err"; then
+    "$T/test_util" >"$T/util.log"
+    np=$(sed -nE 's/^srv-util: ([0-9]+) passed, ([0-9]+) failed/\1 \2/p' "$T/util.log")
+    if [ -n "$np" ] && [ "${np#* }" = 0 ]; then ok "server size parser unit test (${np% *} checks)"
+    else bad "server size parser unit test" "$(grep FAIL "$T/util.log" | head -5)"; fi
+else
+    bad "server size parser unit test" "$(head -5 "$T/cc.err")"
 fi
 
 # ---- models ----
@@ -407,6 +421,108 @@ PYEOF
     done
     grep -q '^data: ' "$T/cut.sse" && [ $freed = 1 ] && ok "a client that disconnects mid-stream frees its slot" ||
         bad "disconnect" "$(cat "$T/qh.json") $(head -c 200 "$T/cut.sse")"
+fi
+
+# ---- servers C and D: a tiny MoE model with and without --mem-budget (issue 7) ----
+# The budget (resident part plus one layer's experts) is computed here from the
+# GGUF tensor table, as tests/scripts/stream.sh does, not by mica.
+moe_layout() { # FILE -> "dense experts n_per_layer slot" (slot: O_DIRECT-aligned expert, 4 KiB blocks)
+    "$PY" - "$1" <<'PYEOF'
+import re, struct, sys
+d = open(sys.argv[1], 'rb').read()
+def s(o):
+    n, = struct.unpack_from('<Q', d, o); return d[o + 8:o + 8 + n].decode('utf-8', 'replace'), o + 8 + n
+fixed = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+def skip(t, o):
+    if t == 8: return s(o)[1]
+    if t == 9:
+        et, n = struct.unpack_from('<IQ', d, o); o += 12
+        if et in fixed: return o + fixed[et] * n
+        for _ in range(n): o = skip(et, o)
+        return o
+    return o + fixed[t]
+nt, nkv = struct.unpack_from('<QQ', d, 8); off = 24
+for _ in range(nkv):
+    k, off = s(off); t, = struct.unpack_from('<I', d, off); off = skip(t, off + 4)
+bs = {0: (1, 4), 1: (1, 2), 30: (1, 2), 8: (32, 34), 2: (32, 18), 12: (256, 144), 14: (256, 210)}
+dense = experts = 0; per_layer = {}
+for _ in range(nt):
+    name, off = s(off); nd, = struct.unpack_from('<I', d, off); off += 4
+    ne = struct.unpack_from('<%dQ' % nd, d, off); off += 8 * nd
+    t, _o = struct.unpack_from('<IQ', d, off); off += 12
+    n = 1
+    for x in ne: n *= x
+    nb = n // bs[t][0] * bs[t][1]
+    m = re.fullmatch(r'blk\.(\d+)\.ffn_(gate|up|down)_exps\.weight', name)
+    if m:
+        experts += nb
+        L = per_layer.setdefault(int(m.group(1)), [ne[2], 0])
+        L[1] += -(-(nb // ne[2] + 4095) // 4096) * 4096   # aligned superset of one expert's part
+    else:
+        dense += nb
+print(dense, experts, max(v[0] for v in per_layer.values()), max(v[1] for v in per_layer.values()))
+PYEOF
+}
+MOE="$T/moe.gguf"
+if "$B/mica-gen" --preset tiny-qwen3moe --type Q8_0 --seed 1 -o "$MOE" 2>"$T/gen.err" &&
+   read -r mdense mexperts mper mslot <<<"$(moe_layout "$MOE")" && [ -n "$mslot" ]; then
+    budget=$((mdense + mper * mslot)) # resident part + one layer's experts (< the whole model)
+    minb=$((mdense + 4 * mslot))      # resident part + expert_used_count (4) slots
+    [ "$budget" -lt "$((mdense + mexperts))" ] || bad "moe budget" "$budget does not force streaming"
+    MP='{"model":"m","prompt":"Once upon a time","max_tokens":48,"temperature":0}'
+    MP2='{"model":"m","prompt":"The cat sat on","max_tokens":48,"temperature":0}'
+    if start_server moe -m "$MOE" -t 1 -c 256 --metrics --mem-budget "$budget"; then
+        MS="http://127.0.0.1:$PORT"
+        st1=$(req "$T/moe1.json" POST "$MS/v1/completions" "$MP"); st2=$(req "$T/moe2.json" POST "$MS/v1/completions" "$MP2")
+        st=$(req "$T/moe_metrics.txt" GET "$MS/metrics")
+        if start_server moeref -m "$MOE" -t 1 -c 256 --metrics; then
+            RS="http://127.0.0.1:$PORT"
+            req "$T/moeref1.json" POST "$RS/v1/completions" "$MP" >/dev/null; req "$T/moeref2.json" POST "$RS/v1/completions" "$MP2" >/dev/null
+            req "$T/moeref_metrics.txt" GET "$RS/metrics" >/dev/null
+            t1=$(jq -r .choices[0].text "$T/moe1.json"); t2=$(jq -r .choices[0].text "$T/moe2.json")
+            if [ "$st1$st2" = 200200 ] && [ "$(jq .usage.completion_tokens "$T/moe1.json")" -ge 8 ] &&
+               [ "$t1" = "$(jq -r .choices[0].text "$T/moeref1.json")" ] && [ "$t2" = "$(jq -r .choices[0].text "$T/moeref2.json")" ]; then
+                ok "moe: greedy completions with --mem-budget $budget (experts streamed) equal those without"
+            else
+                bad "moe placement" "$st1 $st2 $(head -c 200 "$T/moe1.json") vs $(head -c 200 "$T/moeref1.json")"
+            fi
+            grep -q '^mica_experts_streaming 0$' "$T/moeref_metrics.txt" && grep -q '^mica_expert_lookups_total 0$' "$T/moeref_metrics.txt" &&
+                ok "moe: /metrics of the server without --mem-budget: not streaming" ||
+                bad "moe ref metrics" "$(grep '^mica_expert' "$T/moeref_metrics.txt" | head -5)"
+        fi
+        mval() { sed -nE "s/^$1 ([0-9.e+-]+)$/\1/p" "$T/moe_metrics.txt"; }
+        look=$(mval mica_expert_lookups_total); hits=$(mval mica_expert_hits_total); miss=$(mval mica_expert_misses_total)
+        res=$(mval mica_resident_bytes); cache=$(mval mica_expert_cache_bytes)
+        # every sample of the exposition has its HELP and TYPE lines
+        untyped=$(awk '/^# TYPE /{t[$3]=1} /^# HELP /{h[$3]=1} /^[a-z]/{ if (!t[$1] || !h[$1]) print $1 }' "$T/moe_metrics.txt")
+        if [ "$st" = 200 ] && grep -q '^mica_experts_streaming 1$' "$T/moe_metrics.txt" &&
+           [ "$(mval mica_memory_budget_bytes)" = "$budget" ] && [ "${look:-0}" -gt 0 ] && [ $((hits + miss)) = "$look" ] &&
+           [ "$(mval mica_expert_cache_slots)" = "$mper" ] && [ $((res + cache)) -le "$budget" ] && [ "$res" = "$mdense" ] &&
+           [ "$(mval mica_expert_read_bytes_total)" -gt 0 ] && [ -n "$(mval mica_expert_stall_seconds_total)" ] &&
+           [ -n "$(mval mica_expert_io_busy_seconds_total)" ] && [ -n "$(mval mica_expert_prefetch_reads_total)" ] &&
+           grep -q '^# TYPE mica_expert_lookups_total counter$' "$T/moe_metrics.txt" &&
+           grep -q '^# TYPE mica_expert_cache_experts gauge$' "$T/moe_metrics.txt" && [ -z "$untyped" ]; then
+            ok "moe: /metrics exports the expert cache (streaming 1, $look lookups = $hits hits + $miss misses, resident + cache <= budget)"
+        else
+            bad "moe metrics" "$st look=$look hits=$hits miss=$miss res=$res cache=$cache untyped=$untyped $(grep '^mica_expert' "$T/moe_metrics.txt" | head -3)"
+        fi
+        unset -f mval
+        grep -q '^mica serve: streaming the routed experts' "$T/moe.err" && ok "moe: start-up says the experts stream" ||
+            bad "moe start-up" "$(cat "$T/moe.err")"
+    fi
+    # a budget below the minimum: a non-zero exit and one line naming the minimum
+    if timeout 20 "$B/mica" serve --port 0 -m "$MOE" --mem-budget 64K >"$T/small.out" 2>"$T/small.err"; then
+        bad "moe budget too small" "exit status 0"
+    elif [ "$(wc -l <"$T/small.err")" -eq 1 ] && grep -q "^mica: error: .*minimum budget is .* ($minb bytes)" "$T/small.err"; then
+        ok "moe: --mem-budget below the minimum: exit 1, one line naming the minimum ($minb bytes)"
+    else
+        bad "moe budget too small" "$(cat "$T/small.err")"
+    fi
+    if timeout 20 "$B/mica" serve --port 0 -m "$MOE" --mem-budget 4X >"$T/small.out" 2>"$T/small.err"; then bad "bad size" "accepted 4X"
+    elif grep -q "^mica: error: bad --mem-budget .* 4X$" "$T/small.err"; then ok "moe: --mem-budget 4X rejected"
+    else bad "bad size" "$(cat "$T/small.err")"; fi
+else
+    bad "generate moe model" "$(cat "$T/gen.err")"
 fi
 
 # stop the servers: they exit cleanly on SIGTERM
