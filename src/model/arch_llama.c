@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "model/attn.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
 #include "model/moe.h"
@@ -74,60 +75,20 @@ struct arch_state {
 
 /* ---- load ---- */
 
+/* The shared attention hyperparameters (attn.c), plus the dense FFN width
+ * every layer of this family needs. */
 static mica_status llama_read_hparams(mica_model *m, const llama_variant *var, mica_err *err) {
-    model_hparams *hp = &m->hp;
-    const char *path = gguf_path(m->gguf);
-    mica_status st;
-    memset(hp, 0, sizeof *hp);
-    hp->n_ctx_train = 2048;
-    hp->rope_theta = 10000.0f;
-    hp->rms_eps = var->default_eps;
-    hp->rope_mode = var->rope_mode;
-    if ((st = hparams_u32(m, "embedding_length", &hp->n_embd, true, err))) return st;
-    if ((st = hparams_u32(m, "block_count", &hp->n_layer, true, err))) return st;
-    if ((st = hparams_u32(m, "attention.head_count", &hp->n_head, true, err))) return st;
-    hp->n_head_kv = hp->n_head;
-    if ((st = hparams_u32(m, "attention.head_count_kv", &hp->n_head_kv, false, err))) return st;
-    if ((st = hparams_u32(m, "feed_forward_length", &hp->n_ff, true, err))) return st;
-    if ((st = hparams_u32(m, "context_length", &hp->n_ctx_train, false, err))) return st;
-    if ((st = hparams_f32(m, "rope.freq_base", &hp->rope_theta, false, err))) return st;
-    if ((st = hparams_f32(m, "attention.layer_norm_rms_epsilon", &hp->rms_eps, false, err))) return st;
-
-    if (hp->n_embd == 0 || hp->n_embd > MODEL_MAX_EMBD)
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: embedding_length %u out of range", path, hp->n_embd);
-    if (hp->n_layer == 0 || hp->n_layer > MODEL_MAX_LAYERS)
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: block_count %u out of range (1..%d)", path,
-                            hp->n_layer, MODEL_MAX_LAYERS);
-    if (hp->n_head == 0 || hp->n_head > MODEL_MAX_HEADS || hp->n_head_kv == 0 ||
-        hp->n_head % hp->n_head_kv != 0)
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: head counts %u/%u invalid", path, hp->n_head,
-                            hp->n_head_kv);
-    if (hp->n_ff == 0 || hp->n_ff > MODEL_MAX_FF)
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: feed_forward_length %u out of range", path, hp->n_ff);
-
-    hp->head_dim = hp->n_embd / hp->n_head;
-    if ((st = hparams_u32(m, "attention.key_length", &hp->head_dim, false, err))) return st;
-    hp->head_dim_v = hp->head_dim;
-    if ((st = hparams_u32(m, "attention.value_length", &hp->head_dim_v, false, err))) return st;
-    hp->n_rot = hp->head_dim;
-    if ((st = hparams_u32(m, "rope.dimension_count", &hp->n_rot, false, err))) return st;
-    if (hp->head_dim == 0 || hp->head_dim > MODEL_MAX_HEAD_DIM || hp->head_dim_v == 0 ||
-        hp->head_dim_v > MODEL_MAX_HEAD_DIM)
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: head size %u/%u out of range", path,
-                            hp->head_dim, hp->head_dim_v);
-    if (hp->n_rot == 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: rope.dimension_count %u invalid for head size %u",
-                            path, hp->n_rot, hp->head_dim);
-    if (!(hp->rope_theta > 0.0f) || !isfinite(hp->rope_theta))
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: rope.freq_base must be positive", path);
-    if (!(hp->rms_eps > 0.0f) || !(hp->rms_eps < 1.0f))
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: layer_norm_rms_epsilon out of range", path);
-
-    const gguf_tensor *emb = gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!emb) return mica_err_set(err, MICA_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", path);
-    if (emb->ne[1] <= 0 || emb->ne[1] > MODEL_MAX_VOCAB)
-        return mica_err_set(err, MICA_ERR_FORMAT, "%s: token_embd.weight vocabulary size out of range", path);
-    hp->n_vocab = (uint32_t)emb->ne[1];
+    const attn_config cfg = {
+        .rope_mode = var->rope_mode,
+        .qk_norm = var->has_qk_norm ? ATTN_QK_NORM_HEAD : ATTN_QK_NORM_NONE,
+        .has_qkv_bias = var->has_qkv_bias,
+        .default_eps = var->default_eps,
+    };
+    mica_status st = attn_read_hparams(m, &cfg, err);
+    if (st) return st;
+    if (m->hp.n_ff == 0)
+        return mica_err_set(err, MICA_ERR_FORMAT, "%s: %s.feed_forward_length missing or 0",
+                            gguf_path(m->gguf), m->arch->name);
     return MICA_OK;
 }
 
