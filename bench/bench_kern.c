@@ -34,8 +34,10 @@ static float bk_rand(void) {
 }
 
 int main(int argc, char **argv) {
-    const uint32_t types[] = {MICA_DTYPE_F32, MICA_DTYPE_F16, MICA_DTYPE_BF16, MICA_DTYPE_Q8_0,
-                              MICA_DTYPE_Q4_0, MICA_DTYPE_Q4_K, MICA_DTYPE_Q6_K};
+    const uint32_t types[] = {MICA_DTYPE_F32,  MICA_DTYPE_F16,  MICA_DTYPE_BF16,   MICA_DTYPE_Q8_0,
+                              MICA_DTYPE_Q4_0, MICA_DTYPE_Q4_K, MICA_DTYPE_Q6_K,   MICA_DTYPE_Q4_1,
+                              MICA_DTYPE_Q5_0, MICA_DTYPE_Q5_1, MICA_DTYPE_IQ4_NL, MICA_DTYPE_MXFP4,
+                              MICA_DTYPE_Q2_K, MICA_DTYPE_Q3_K, MICA_DTYPE_Q5_K,   MICA_DTYPE_IQ4_XS};
     const int64_t K = 4096;
     const int64_t sizes[2] = {32, 2048}; /* rows: in-cache, streaming */
     cpu_features cpu;

@@ -11,6 +11,15 @@ MICA_STATIC_ASSERT(sizeof(block_q8_0) == 34, "block_q8_0 is 34 bytes");
 MICA_STATIC_ASSERT(sizeof(block_q4_k) == 144, "block_q4_k is 144 bytes");
 MICA_STATIC_ASSERT(sizeof(block_q6_k) == 210, "block_q6_k is 210 bytes");
 MICA_STATIC_ASSERT(sizeof(block_q8_k) == 292, "block_q8_k is 292 bytes");
+MICA_STATIC_ASSERT(sizeof(block_q4_1) == 20, "block_q4_1 is 20 bytes");
+MICA_STATIC_ASSERT(sizeof(block_q5_0) == 22, "block_q5_0 is 22 bytes");
+MICA_STATIC_ASSERT(sizeof(block_q5_1) == 24, "block_q5_1 is 24 bytes");
+MICA_STATIC_ASSERT(sizeof(block_iq4_nl) == 18, "block_iq4_nl is 18 bytes");
+MICA_STATIC_ASSERT(sizeof(block_mxfp4) == 17, "block_mxfp4 is 17 bytes");
+MICA_STATIC_ASSERT(sizeof(block_q2_k) == 84, "block_q2_k is 84 bytes");
+MICA_STATIC_ASSERT(sizeof(block_q3_k) == 110, "block_q3_k is 110 bytes");
+MICA_STATIC_ASSERT(sizeof(block_q5_k) == 176, "block_q5_k is 176 bytes");
+MICA_STATIC_ASSERT(sizeof(block_iq4_xs) == 136, "block_iq4_xs is 136 bytes");
 
 static const dtype_traits dtype_table[MICA_DTYPE_COUNT] = {
     [MICA_DTYPE_F32] = {"F32", 1, 4},

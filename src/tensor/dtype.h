@@ -59,6 +59,11 @@ enum mica_dtype {
 #define QK_K 256 /* elements per K-quant super-block */
 #define QK8_0 32
 #define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK4_NL 32
+#define QK_MXFP4 32
 
 /* Static facts about one type. */
 typedef struct dtype_traits {
@@ -103,5 +108,37 @@ typedef struct {
     int8_t qs[QK_K];
     int16_t bsums[QK_K / 16];
 } block_q8_k;                                                            /* 292 B */
+
+/* 32-element types with an offset or a fifth bit; qh is four bytes read as a
+ * little-endian u32 (bit k = fifth bit of element k), kept as bytes so the
+ * structs have no padding. */
+typedef struct { mica_fp16 d, m; uint8_t qs[16]; } block_q4_1;            /* 20 B */
+typedef struct { mica_fp16 d; uint8_t qh[4]; uint8_t qs[16]; } block_q5_0; /* 22 B */
+typedef struct { mica_fp16 d, m; uint8_t qh[4]; uint8_t qs[16]; } block_q5_1; /* 24 B */
+typedef struct { mica_fp16 d; uint8_t qs[16]; } block_iq4_nl;             /* 18 B */
+typedef struct { uint8_t e; uint8_t qs[16]; } block_mxfp4;                /* 17 B, e = E8M0 */
+typedef struct {
+    uint8_t scales[QK_K / 16]; /* low nibble scale, high nibble min, per 16 */
+    uint8_t qs[QK_K / 4];
+    mica_fp16 d, dmin;
+} block_q2_k;                                                            /* 84 B */
+typedef struct {
+    uint8_t hmask[QK_K / 8];
+    uint8_t qs[QK_K / 4];
+    uint8_t scales[12]; /* 16 x 6-bit, stored + 32 */
+    mica_fp16 d;
+} block_q3_k;                                                            /* 110 B */
+typedef struct {
+    mica_fp16 d, dmin;
+    uint8_t scales[12]; /* as Q4_K */
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+} block_q5_k;                                                            /* 176 B */
+typedef struct {
+    mica_fp16 d;
+    uint16_t scales_h;
+    uint8_t scales_l[QK_K / 64];
+    uint8_t qs[QK_K / 2];
+} block_iq4_xs;                                                          /* 136 B */
 
 #endif /* MICA_DTYPE_H */

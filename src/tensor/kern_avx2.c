@@ -4,15 +4,17 @@
  * has them. Every kernel is tested against kern_generic.c.
  *
  * Overrides: to_float of F16 and BF16 (bit-identical to the reference), and
- * vec_dot of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K; gemm of every type (a
- * vec_dot per output, then kern_gemm_avx2.c's register-blocked kernels).
+ * vec_dot of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K, Q4_1, Q5_0, Q5_1,
+ * IQ4_NL, MXFP4, Q2_K, Q3_K, Q5_K, IQ4_XS; gemm of every type (a vec_dot
+ * per output, then kern_gemm_avx2.c's register-blocked kernels).
  * Quantisation (from_float) stays generic, so activation rows are
  * bit-identical on every ISA.
  *
  * Integer dot products use the unsigned x signed byte multiply
  * (vpmaddubsw); its pair sums stay below 2^15 because one operand is at most
- * 128 in magnitude and the other at most 63 (Q6_K), 15 (Q4_0, Q4_K) or the
- * activation is in -127..127 (Q8_0 sign trick). Activation rows must come
+ * 128 in magnitude and the other at most 63 (Q6_K), 31 (Q5_*), 15 (Q4_0,
+ * Q4_K, Q4_1), 7 (Q3_K), 3 (Q2_K), or both are in -127..127 (sign trick:
+ * Q8_0, Q5_0, the IQ4_NL/IQ4_XS/MXFP4 codebooks). Activation rows must come
  * from the reference quantisers (q in -127..127, Q8_K bsums equal to the sums
  * of qs): the K-quant kernels use bsums for the offset terms.
  */
@@ -283,6 +285,341 @@ static void avx2_dot_q6_k(int64_t n, float *s, const void *vx, const void *vy) {
     *s = avx2_hsum_ps(acc);
 }
 
+/* ---- the remaining 32-element types (activations Q8_0) ---- */
+
+/* The 16 bytes of a 32-element nibble block as 32 unsigned values 0..15 in
+ * element order (low nibbles = elements 0..15, high = 16..31). */
+static inline __m256i avx2_nibbles(const uint8_t *qs) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F));
+}
+
+/* 0x10 in byte k where bit k of the little-endian u32 qh[4] is set, else 0. */
+static inline __m256i avx2_fifth_bits(const uint8_t *qh) {
+    uint32_t bits;
+    memcpy(&bits, qh, 4);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* Sum of products of unsigned bytes u (<= 31) and signed bytes y, 4 per lane. */
+static inline __m256i avx2_dot_u8(__m256i u, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), _mm256_set1_epi16(1));
+}
+
+/*
+ * Q4_1 and Q5_1 x Q8_0: per block the exact int sums S = sum q*y and
+ * Y = sum y (vpmaddubsw with q, resp. with ones), then (dx*dy)*S and
+ * (mx*dy)*Y accumulated in two float registers.
+ */
+static void avx2_dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q4_1 *x = vx;
+    const block_q8_0 *y = vy;
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK4_1; b++) {
+        __m256i yv = _mm256_loadu_si256((const __m256i *)y[b].qs);
+        __m256i sq = avx2_dot_u8(avx2_nibbles(x[b].qs), yv);
+        __m256i sy = avx2_dot_u8(ones, yv);
+        float dy = avx2_fp16(y[b].d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(x[b].d) * dy), _mm256_cvtepi32_ps(sq), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(x[b].m) * dy), _mm256_cvtepi32_ps(sy), accm);
+    }
+    *s = avx2_hsum_ps(_mm256_add_ps(acc, accm));
+}
+
+static void avx2_dot_q5_1(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q5_1 *x = vx;
+    const block_q8_0 *y = vy;
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK5_1; b++) {
+        __m256i q = _mm256_or_si256(avx2_nibbles(x[b].qs), avx2_fifth_bits(x[b].qh));
+        __m256i yv = _mm256_loadu_si256((const __m256i *)y[b].qs);
+        __m256i sq = avx2_dot_u8(q, yv);
+        __m256i sy = avx2_dot_u8(ones, yv);
+        float dy = avx2_fp16(y[b].d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(x[b].d) * dy), _mm256_cvtepi32_ps(sq), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(x[b].m) * dy), _mm256_cvtepi32_ps(sy), accm);
+    }
+    *s = avx2_hsum_ps(_mm256_add_ps(acc, accm));
+}
+
+/* The 32 signed values q - 16 (-16..15) of a Q5_0 block: nibble minus 16
+ * where the fifth bit is clear, the nibble itself where it is set. */
+static inline __m256i avx2_q5_0_values(const block_q5_0 *x) {
+    return _mm256_sub_epi8(avx2_nibbles(x->qs), _mm256_andnot_si256(avx2_fifth_bits(x->qh), _mm256_set1_epi8(16)));
+}
+
+/* Q5_0 x Q8_0: the five-bit values minus 16 (-16..15), signed byte dot. */
+static void avx2_dot_q5_0(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q5_0 *x = vx;
+    const block_q8_0 *y = vy;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    const int64_t nb = n / QK5_0;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m256i p0 = avx2_dot_i8(avx2_q5_0_values(&x[b]), _mm256_loadu_si256((const __m256i *)y[b].qs));
+        __m256i p1 = avx2_dot_i8(avx2_q5_0_values(&x[b + 1]), _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(x[b].d) * avx2_fp16(y[b].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(x[b + 1].d) * avx2_fp16(y[b + 1].d)),
+                               _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; b < nb; b++) {
+        __m256i p = avx2_dot_i8(avx2_q5_0_values(&x[b]), _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(x[b].d) * avx2_fp16(y[b].d)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    *s = avx2_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* IQ4_NL and MXFP4 x Q8_0: the nibbles index a 16-entry int8 codebook
+ * (vpshufb), then a signed byte dot (|codebook| <= 127). */
+static void avx2_dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_iq4_nl *x = vx;
+    const block_q8_0 *y = vy;
+    const __m256i book = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl));
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int64_t b = 0;
+    const int64_t nb = n / QK4_NL;
+    for (; b + 2 <= nb; b += 2) {
+        __m256i p0 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b].qs)),
+                                 _mm256_loadu_si256((const __m256i *)y[b].qs));
+        __m256i p1 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b + 1].qs)),
+                                 _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * avx2_fp16(x[b].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b + 1].d) * avx2_fp16(x[b + 1].d)),
+                               _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; b < nb; b++) {
+        __m256i p = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b].qs)),
+                                _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * avx2_fp16(x[b].d)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    *s = avx2_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static void avx2_dot_mxfp4(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_mxfp4 *x = vx;
+    const block_q8_0 *y = vy;
+    const __m256i book = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_kvalues_mxfp4));
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int64_t b = 0;
+    const int64_t nb = n / QK_MXFP4;
+    for (; b + 2 <= nb; b += 2) {
+        __m256i p0 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b].qs)),
+                                 _mm256_loadu_si256((const __m256i *)y[b].qs));
+        __m256i p1 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b + 1].qs)),
+                                 _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * quant_e8m0_half_to_f32(x[b].e)),
+                               _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b + 1].d) * quant_e8m0_half_to_f32(x[b + 1].e)),
+                               _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; b < nb; b++) {
+        __m256i p = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b].qs)),
+                                _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * quant_e8m0_half_to_f32(x[b].e)),
+                               _mm256_cvtepi32_ps(p), acc0);
+    }
+    *s = avx2_hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- the remaining K-quants and IQ4_XS (activations Q8_K) ---- */
+
+/* For the products of one 32-element group g (0..7) laid out as 16 int16
+ * pair sums (lanes 0..7 = elements 0..15): the int16 scales 2g (low half)
+ * and 2g + 1 (high half) of sc16 (16 int16 scales), broadcast. */
+static inline __m256i avx2_group_scales(__m256i sc16, int g) {
+    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                          2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    return _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(g)), pick);
+}
+
+/*
+ * Q2_K x Q8_K. Per 128-element half h the two-bit values of the four
+ * 32-element groups come from the same 32 bytes qs[32h..], shifted by 2
+ * each; unsigned values times activations (vpmaddubsw), the 4-bit scale of
+ * each 16 applied with vpmaddwd; the min term is sum_j bsums[j]*min_j
+ * (vpmaddwd); sum += dall*isum - dmin*msum.
+ */
+static void avx2_dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q2_k *x = vx;
+    const block_q8_k *y = vy;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)x[b].scales);
+        __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
+        __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q2 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+            for (int g = 0; g < 4; g++) {
+                __m256i u = _mm256_and_si256(q2, m3);
+                q2 = _mm256_srli_epi16(q2, 2);
+                __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * h + 32 * g)));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, avx2_group_scales(sc16, 4 * h + g)));
+            }
+        }
+        __m256i msum = _mm256_madd_epi16(mn16, _mm256_loadu_si256((const __m256i *)y[b].bsums));
+        float dall = y[b].d * avx2_fp16(x[b].d), dmin = y[b].d * avx2_fp16(x[b].dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dall), _mm256_cvtepi32_ps(isum), acc);
+        acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(msum), acc);
+    }
+    *s = avx2_hsum_ps(acc);
+}
+
+/* The 16 signed scales of a Q3_K block as int16 (FORMATS 2.3 unpacking four
+ * bytes at a time: low nibbles of bytes 0..7 are scales 0..7, high nibbles
+ * scales 8..15; bits 2k..2k+1 of bytes 8..11 are the top bits of scales
+ * 4k..4k+3; x86 is little-endian). */
+static inline __m256i avx2_q3_k_scales(const uint8_t *q) {
+    uint32_t a0, a1, t;
+    memcpy(&a0, q, 4);
+    memcpy(&a1, q + 4, 4);
+    memcpy(&t, q + 8, 4);
+    const uint32_t m4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
+    __m128i v = _mm_set_epi32((int)(((a1 >> 4) & m4) | ((t >> 6) & m2) << 4),
+                              (int)(((a0 >> 4) & m4) | ((t >> 4) & m2) << 4),
+                              (int)((a1 & m4) | ((t >> 2) & m2) << 4), (int)((a0 & m4) | (t & m2) << 4));
+    return _mm256_sub_epi16(_mm256_cvtepu8_epi16(v), _mm256_set1_epi16(32));
+}
+
+/*
+ * Q3_K x Q8_K. As Q2_K's layout, with u = q + 4 = low2 | hbit << 2 (0..7,
+ * the high bit of group 4h + g at bit 4h + g of hmask[l]); sum sc*q*y =
+ * sum sc*u*y - 4 * sum_j sc_j*bsums[j], the signed scales unpacked once per
+ * block.
+ */
+static void avx2_dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q3_k *x = vx;
+    const block_q8_k *y = vy;
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m256i sc16 = avx2_q3_k_scales(x[b].scales);
+        __m256i hm = _mm256_loadu_si256((const __m256i *)x[b].hmask);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q2 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h));
+            for (int g = 0; g < 4; g++) {
+                __m256i u = _mm256_or_si256(_mm256_and_si256(q2, m3),
+                                            _mm256_slli_epi16(_mm256_and_si256(hm, one), 2));
+                q2 = _mm256_srli_epi16(q2, 2);
+                hm = _mm256_srli_epi16(hm, 1);
+                __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(y[b].qs + 128 * h + 32 * g)));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, avx2_group_scales(sc16, 4 * h + g)));
+            }
+        }
+        __m256i bias = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y[b].bsums));
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(bias, 2));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(x[b].d) * y[b].d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = avx2_hsum_ps(acc);
+}
+
+/*
+ * Q5_K x Q8_K: Q4_K's kernel with the fifth bit of element 64c + r (r < 32:
+ * sub-block 2c, else 2c + 1) from bit 2c (resp. 2c + 1) of qh[r % 32]; the
+ * 32 qh bytes are shifted right one bit per sub-block.
+ */
+static void avx2_dot_q5_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q5_k *x = vx;
+    const block_q8_k *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        __m128i sc, mn;
+        avx2_q4_k_scales(x[b].scales, &sc, &mn);
+        const __m256i sc2 = _mm256_broadcastsi128_si256(sc);
+        const uint8_t *qs = x[b].qs;
+        const int8_t *q8 = y[b].qs;
+        __m256i hb = _mm256_loadu_si256((const __m256i *)x[b].qh);
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+            hb = _mm256_srli_epi16(hb, 1);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+            hb = _mm256_srli_epi16(hb, 1);
+            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+            __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+            p0 = _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc2, avx2_bcast16_idx(2 * c)));
+            p1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc2, avx2_bcast16_idx(2 * c + 1)));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        __m256i bs = _mm256_loadu_si256((const __m256i *)y[b].bsums);
+        __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        __m128i msum = _mm_madd_epi16(pairs, mn);
+        float d = avx2_fp16(x[b].d) * y[b].d;
+        float dmin = avx2_fp16(x[b].dmin) * y[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(msum), accm);
+    }
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = avx2_hsum_ps(acc) - _mm_cvtss_f32(m);
+}
+
+/* The 8 signed sub-block scales ls - 32 of an IQ4_XS block, int32 lane j
+ * holding ls_j - 32 in both of its int16 halves (FORMATS 2.3: the low four
+ * bits are nibble j of scales_l read as a little-endian u32, the top two
+ * bits 2j..2j+1 of scales_h). */
+static inline __m256i avx2_iq4_xs_scales(const block_iq4_xs *x) {
+    uint32_t l;
+    memcpy(&l, x->scales_l, 4);
+    __m256i lo = _mm256_srlv_epi32(_mm256_set1_epi32((int)l), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+    __m256i hi = _mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+    __m256i ls = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0x0F)),
+                                 _mm256_slli_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(3)), 4));
+    ls = _mm256_and_si256(_mm256_sub_epi32(ls, _mm256_set1_epi32(32)), _mm256_set1_epi32(0xFFFF));
+    return _mm256_or_si256(ls, _mm256_slli_epi32(ls, 16));
+}
+
+/*
+ * IQ4_XS x Q8_K, two 32-element sub-blocks (2g, 2g + 1) per step: the 32
+ * bytes qs[32g..] hold both; their low nibbles are elements 0..15 of each
+ * (register halves), the high nibbles elements 16..31, so the activations
+ * are gathered to match (two 16-byte loads per register). Codebook values
+ * (vpshufb) times activations as signed bytes (pair sums <= 2*127*127 fit
+ * int16), then the two sub-blocks' scales ls - 32 (low half 2g, high half
+ * 2g + 1) with vpmaddwd; the block's exact int sum times fp16(x.d)*y.d.
+ */
+static void avx2_dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_iq4_xs *x = vx;
+    const block_q8_k *y = vy;
+    const __m256i book = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl));
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m256i sc16 = avx2_iq4_xs_scales(&x[b]);
+        const int8_t *q8 = y[b].qs;
+        __m256i isum = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * g));
+            __m256i klo = _mm256_shuffle_epi8(book, _mm256_and_si256(raw, m4));
+            __m256i khi = _mm256_shuffle_epi8(book, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+            __m256i ylo = _mm256_loadu2_m128i((const __m128i *)(q8 + 64 * g + 32), (const __m128i *)(q8 + 64 * g));
+            __m256i yhi = _mm256_loadu2_m128i((const __m128i *)(q8 + 64 * g + 48), (const __m128i *)(q8 + 64 * g + 16));
+            __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(klo, klo), _mm256_sign_epi8(ylo, klo));
+            __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(khi, khi), _mm256_sign_epi8(yhi, khi));
+            /* int16 scale of sub-block 2g in the low half, 2g + 1 in the high half */
+            __m256i scv = _mm256_permutevar8x32_epi32(
+                sc16, _mm256_setr_epi32(2 * g, 2 * g, 2 * g, 2 * g, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(plo, scv), _mm256_madd_epi16(phi, scv)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(x[b].d) * y[b].d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    *s = avx2_hsum_ps(acc);
+}
+
 /* ---- gemm: one vec_dot per output, replaced by kern_gemm_avx2_fill where a
  * register-blocked kernel exists ---- */
 
@@ -293,6 +630,15 @@ KERN_GEMM_FROM_DOT(avx2_gemm_q8_0, avx2_dot_q8_0)
 KERN_GEMM_FROM_DOT(avx2_gemm_q4_0, avx2_dot_q4_0)
 KERN_GEMM_FROM_DOT(avx2_gemm_q4_k, avx2_dot_q4_k)
 KERN_GEMM_FROM_DOT(avx2_gemm_q6_k, avx2_dot_q6_k)
+KERN_GEMM_FROM_DOT(avx2_gemm_q4_1, avx2_dot_q4_1)
+KERN_GEMM_FROM_DOT(avx2_gemm_q5_0, avx2_dot_q5_0)
+KERN_GEMM_FROM_DOT(avx2_gemm_q5_1, avx2_dot_q5_1)
+KERN_GEMM_FROM_DOT(avx2_gemm_iq4_nl, avx2_dot_iq4_nl)
+KERN_GEMM_FROM_DOT(avx2_gemm_mxfp4, avx2_dot_mxfp4)
+KERN_GEMM_FROM_DOT(avx2_gemm_q2_k, avx2_dot_q2_k)
+KERN_GEMM_FROM_DOT(avx2_gemm_q3_k, avx2_dot_q3_k)
+KERN_GEMM_FROM_DOT(avx2_gemm_q5_k, avx2_dot_q5_k)
+KERN_GEMM_FROM_DOT(avx2_gemm_iq4_xs, avx2_dot_iq4_xs)
 
 void kern_avx2_fill(kern_table *t) {
     t->isa = KERN_ISA_AVX2;
@@ -313,5 +659,23 @@ void kern_avx2_fill(kern_table *t) {
     t->ops[MICA_DTYPE_Q4_0].gemm = avx2_gemm_q4_0;
     t->ops[MICA_DTYPE_Q4_K].gemm = avx2_gemm_q4_k;
     t->ops[MICA_DTYPE_Q6_K].gemm = avx2_gemm_q6_k;
+    t->ops[MICA_DTYPE_Q4_1].vec_dot = avx2_dot_q4_1;
+    t->ops[MICA_DTYPE_Q5_0].vec_dot = avx2_dot_q5_0;
+    t->ops[MICA_DTYPE_Q5_1].vec_dot = avx2_dot_q5_1;
+    t->ops[MICA_DTYPE_IQ4_NL].vec_dot = avx2_dot_iq4_nl;
+    t->ops[MICA_DTYPE_MXFP4].vec_dot = avx2_dot_mxfp4;
+    t->ops[MICA_DTYPE_Q2_K].vec_dot = avx2_dot_q2_k;
+    t->ops[MICA_DTYPE_Q3_K].vec_dot = avx2_dot_q3_k;
+    t->ops[MICA_DTYPE_Q5_K].vec_dot = avx2_dot_q5_k;
+    t->ops[MICA_DTYPE_IQ4_XS].vec_dot = avx2_dot_iq4_xs;
+    t->ops[MICA_DTYPE_Q4_1].gemm = avx2_gemm_q4_1;
+    t->ops[MICA_DTYPE_Q5_0].gemm = avx2_gemm_q5_0;
+    t->ops[MICA_DTYPE_Q5_1].gemm = avx2_gemm_q5_1;
+    t->ops[MICA_DTYPE_IQ4_NL].gemm = avx2_gemm_iq4_nl;
+    t->ops[MICA_DTYPE_MXFP4].gemm = avx2_gemm_mxfp4;
+    t->ops[MICA_DTYPE_Q2_K].gemm = avx2_gemm_q2_k;
+    t->ops[MICA_DTYPE_Q3_K].gemm = avx2_gemm_q3_k;
+    t->ops[MICA_DTYPE_Q5_K].gemm = avx2_gemm_q5_k;
+    t->ops[MICA_DTYPE_IQ4_XS].gemm = avx2_gemm_iq4_xs;
     kern_gemm_avx2_fill(t);
 }

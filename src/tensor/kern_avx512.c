@@ -5,7 +5,10 @@
  * entry not set here stays AVX2. Tested against kern_generic.c.
  *
  * Overrides: to_float of F16 and BF16 (bit-identical to the reference),
- * vec_dot of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K; gemm of every type
+ * vec_dot of F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q6_K, Q2_K, Q3_K (the other
+ * types keep their AVX2 kernels: for the 32-element types the per-block
+ * scale arithmetic, not the byte products, bounds the speed, and two blocks
+ * per VNNI register measured no faster); gemm of every type
  * (a vec_dot per output, then kern_gemm_avx512.c's register-blocked
  * kernels and its Q8_0 from_float, which is bit-identical to the reference,
  * so activation rows are bit-identical on every ISA).
@@ -323,6 +326,113 @@ static void avx512_dot_q6_k(int64_t n, float *s, const void *vx, const void *vy)
     *s = _mm512_reduce_add_ps(acc);
 }
 
+/* The 16 signed scales of a Q3_K block as int16 (as kern_avx2.c: FORMATS
+ * 2.3 unpacking four bytes at a time). */
+static inline __m256i avx512_q3_k_scales(const uint8_t *q) {
+    uint32_t a0, a1, t;
+    memcpy(&a0, q, 4);
+    memcpy(&a1, q + 4, 4);
+    memcpy(&t, q + 8, 4);
+    const uint32_t m4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
+    __m128i v = _mm_set_epi32((int)(((a1 >> 4) & m4) | ((t >> 6) & m2) << 4),
+                              (int)(((a0 >> 4) & m4) | ((t >> 4) & m2) << 4),
+                              (int)((a1 & m4) | ((t >> 2) & m2) << 4), (int)((a0 & m4) | (t & m2) << 4));
+    return _mm256_sub_epi16(_mm256_cvtepu8_epi16(v), _mm256_set1_epi16(32));
+}
+
+/*
+ * Q2_K and Q3_K x Q8_K, Q6_K's scheme: per 128-element half h the 32 bytes
+ * qs[32h..] (two bits per group g at bits 2g) are broadcast to both 256-bit
+ * halves and shifted per half (vpsrlvw), giving groups 0,1 in one register
+ * and 2,3 in another; unsigned values times 64 activations with vpmaddubsw;
+ * the scale of each 16 elements applied and accumulated with vpdpwssd.
+ * Q3_K adds the high bit (hmask bit 4h + g, shifted likewise) as u = q + 4
+ * and subtracts 4 * sum_j sc_j*bsums[j]; Q2_K subtracts the min term
+ * dmin * sum_j mn_j*bsums[j].
+ */
+static inline __m512i avx512_lane_sub16(void) {
+    /* int16 lane k (0..31) of a product register -> k/8, its 16-element
+     * sub-block within the 64 elements */
+    return _mm512_srli_epi16(
+        _mm512_set_epi32(0x001F001E, 0x001D001C, 0x001B001A, 0x00190018, 0x00170016, 0x00150014,
+                         0x00130012, 0x00110010, 0x000F000E, 0x000D000C, 0x000B000A, 0x00090008,
+                         0x00070006, 0x00050004, 0x00030002, 0x00010000),
+        3);
+}
+
+static void avx512_dot_q2_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q2_k *x = vx;
+    const block_q8_k *y = vy;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m512i sh01 = _mm512_mask_blend_epi16((__mmask32)0xFFFF0000u, _mm512_setzero_si512(), _mm512_set1_epi16(2));
+    const __m512i sh23 = _mm512_add_epi16(sh01, _mm512_set1_epi16(4));
+    const __m512i lane = avx512_lane_sub16();
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        __m128i raw = _mm_loadu_si128((const __m128i *)x[b].scales);
+        __m512i sc16 = _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(raw, m4)));
+        __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h)));
+            __m512i u01 = _mm512_and_si512(_mm512_srlv_epi16(q, sh01), m3);
+            __m512i u23 = _mm512_and_si512(_mm512_srlv_epi16(q, sh23), m3);
+            const int8_t *q8 = y[b].qs + 128 * h;
+            __m512i p01 = _mm512_maddubs_epi16(u01, _mm512_loadu_si512((const void *)q8));
+            __m512i p23 = _mm512_maddubs_epi16(u23, _mm512_loadu_si512((const void *)(q8 + 64)));
+            __m512i i01 = _mm512_add_epi16(lane, _mm512_set1_epi16((short)(8 * h)));
+            __m512i i23 = _mm512_add_epi16(lane, _mm512_set1_epi16((short)(8 * h + 4)));
+            isum = _mm512_dpwssd_epi32(isum, p01, _mm512_permutexvar_epi16(i01, sc16));
+            isum = _mm512_dpwssd_epi32(isum, p23, _mm512_permutexvar_epi16(i23, sc16));
+        }
+        __m256i msum = _mm256_madd_epi16(mn16, _mm256_loadu_si256((const __m256i *)y[b].bsums));
+        float dall = y[b].d * avx512_fp16(x[b].d), dmin = y[b].d * avx512_fp16(x[b].dmin);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(dall), _mm512_cvtepi32_ps(isum), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(msum), accm);
+    }
+    *s = _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(_mm512_zextps256_ps512(accm));
+}
+
+static void avx512_dot_q3_k(int64_t n, float *s, const void *vx, const void *vy) {
+    const block_q3_k *x = vx;
+    const block_q8_k *y = vy;
+    const __m512i m3 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+    const __m512i sh01 = _mm512_mask_blend_epi16((__mmask32)0xFFFF0000u, _mm512_setzero_si512(), _mm512_set1_epi16(2));
+    const __m512i sh23 = _mm512_add_epi16(sh01, _mm512_set1_epi16(4));
+    const __m512i hs01 = _mm512_srli_epi16(sh01, 1); /* high-bit shifts 0 | 1 */
+    const __m512i lane = avx512_lane_sub16();
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const __m256i sc = avx512_q3_k_scales(x[b].scales);
+        const __m512i sc16 = _mm512_zextsi256_si512(sc);
+        const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x[b].hmask));
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * h)));
+            /* high bit of group g: bit 4h + g */
+            __m512i hs = _mm512_add_epi16(hs01, _mm512_set1_epi16((short)(4 * h)));
+            __m512i h01 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hm, hs), one), 2);
+            __m512i h23 = _mm512_slli_epi16(
+                _mm512_and_si512(_mm512_srlv_epi16(hm, _mm512_add_epi16(hs, _mm512_set1_epi16(2))), one), 2);
+            __m512i u01 = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(q, sh01), m3), h01);
+            __m512i u23 = _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi16(q, sh23), m3), h23);
+            const int8_t *q8 = y[b].qs + 128 * h;
+            __m512i p01 = _mm512_maddubs_epi16(u01, _mm512_loadu_si512((const void *)q8));
+            __m512i p23 = _mm512_maddubs_epi16(u23, _mm512_loadu_si512((const void *)(q8 + 64)));
+            __m512i i01 = _mm512_add_epi16(lane, _mm512_set1_epi16((short)(8 * h)));
+            __m512i i23 = _mm512_add_epi16(lane, _mm512_set1_epi16((short)(8 * h + 4)));
+            isum = _mm512_dpwssd_epi32(isum, p01, _mm512_permutexvar_epi16(i01, sc16));
+            isum = _mm512_dpwssd_epi32(isum, p23, _mm512_permutexvar_epi16(i23, sc16));
+        }
+        __m256i bias = _mm256_madd_epi16(sc, _mm256_loadu_si256((const __m256i *)y[b].bsums));
+        isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(bias, 2)));
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(avx512_fp16(x[b].d) * y[b].d), _mm512_cvtepi32_ps(isum), acc);
+    }
+    *s = _mm512_reduce_add_ps(acc);
+}
+
 /* ---- gemm: one vec_dot per output, replaced by kern_gemm_avx512_fill where a
  * register-blocked kernel exists ---- */
 
@@ -333,6 +443,8 @@ KERN_GEMM_FROM_DOT(avx512_gemm_q8_0, avx512_dot_q8_0)
 KERN_GEMM_FROM_DOT(avx512_gemm_q4_0, avx512_dot_q4_0)
 KERN_GEMM_FROM_DOT(avx512_gemm_q4_k, avx512_dot_q4_k)
 KERN_GEMM_FROM_DOT(avx512_gemm_q6_k, avx512_dot_q6_k)
+KERN_GEMM_FROM_DOT(avx512_gemm_q2_k, avx512_dot_q2_k)
+KERN_GEMM_FROM_DOT(avx512_gemm_q3_k, avx512_dot_q3_k)
 
 void kern_avx512_fill(kern_table *t) {
     t->isa = KERN_ISA_AVX512;
@@ -353,5 +465,9 @@ void kern_avx512_fill(kern_table *t) {
     t->ops[MICA_DTYPE_Q4_0].gemm = avx512_gemm_q4_0;
     t->ops[MICA_DTYPE_Q4_K].gemm = avx512_gemm_q4_k;
     t->ops[MICA_DTYPE_Q6_K].gemm = avx512_gemm_q6_k;
+    t->ops[MICA_DTYPE_Q2_K].vec_dot = avx512_dot_q2_k;
+    t->ops[MICA_DTYPE_Q3_K].vec_dot = avx512_dot_q3_k;
+    t->ops[MICA_DTYPE_Q2_K].gemm = avx512_gemm_q2_k;
+    t->ops[MICA_DTYPE_Q3_K].gemm = avx512_gemm_q3_k;
     kern_gemm_avx512_fill(t);
 }

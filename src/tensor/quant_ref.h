@@ -6,7 +6,7 @@
  * those of FORMATS.md sections 2.2-2.4.
  *
  * Conventions for every row function: n is the number of elements, a
- * non-negative multiple of the block size of the type (QK4_0, QK8_0 or QK_K);
+ * non-negative multiple of the block size of the type (32 or QK_K = 256);
  * x and y are valid for the whole row and do not overlap. All functions are
  * pure (no state, thread-safe) and never fail.
  *
@@ -17,7 +17,7 @@
  *
  * Quantisation comes in two kinds:
  *  - activation quantisers (Q8_0, Q8_K) follow FORMATS 2.4 bit for bit;
- *  - weight quantisers (Q4_0, Q4_K, Q6_K) search for scales that keep the
+ *  - weight quantisers (all other types) search for scales that keep the
  *    squared error small (method documented at each function in
  *    quant_ref.c). They always produce valid blocks but are not bit-identical
  *    to llama.cpp's quantiser. Q8_0 weights use the activation quantiser.
@@ -68,6 +68,44 @@ void quant_dequantize_row_q4_k(const block_q4_k *x, float *y, int64_t n);
 void quant_dequantize_row_q6_k(const block_q6_k *x, float *y, int64_t n);
 void quant_dequantize_row_q8_k(const block_q8_k *x, float *y, int64_t n);
 
+/* The remaining common types (quant_ref_ext.c). Every product in their
+ * formulas is exact in float; Q4_1, Q5_1, Q2_K and Q5_K round once (the
+ * offset addition), the others not at all. */
+void quant_dequantize_row_q4_1(const block_q4_1 *x, float *y, int64_t n);
+void quant_dequantize_row_q5_0(const block_q5_0 *x, float *y, int64_t n);
+void quant_dequantize_row_q5_1(const block_q5_1 *x, float *y, int64_t n);
+void quant_dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int64_t n);
+void quant_dequantize_row_mxfp4(const block_mxfp4 *x, float *y, int64_t n);
+void quant_dequantize_row_q2_k(const block_q2_k *x, float *y, int64_t n);
+void quant_dequantize_row_q3_k(const block_q3_k *x, float *y, int64_t n);
+void quant_dequantize_row_q5_k(const block_q5_k *x, float *y, int64_t n);
+void quant_dequantize_row_iq4_xs(const block_iq4_xs *x, float *y, int64_t n);
+
+/* The IQ4_NL/IQ4_XS codebook (kvalues_iq4nl, FORMATS 2.3), sorted. */
+extern const int8_t quant_kvalues_iq4nl[16];
+/* The MXFP4 codebook: E2M1 values times 2 (kvalues_fp4, FORMATS 2.3);
+ * codes 8..15 are the negatives of 0..7 (code 8 is -0 = 0). */
+extern const int8_t quant_kvalues_mxfp4[16];
+
+/* "Half" E8M0 (FORMATS 2.2): 2^(e-128) exactly, e = 0 and 1 subnormal. The
+ * MXFP4 block scale: value = kvalues_mxfp4[code] * half_e8m0(e). */
+static inline float quant_e8m0_half_to_f32(uint8_t e) {
+    /* e = 0 -> 2^-128 (bits 0x00200000), e = 1 -> 2^-127 (0x00400000),
+     * otherwise the normal float with exponent field e - 1 */
+    union { uint32_t u; float f; } v = {e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23};
+    return v.f;
+}
+
+/* The 16 signed scales (-32..31) of a Q3_K scales[12] array (FORMATS 2.3). */
+void quant_q3_k_unpack_scales(const uint8_t q[12], int8_t sc[16]);
+
+/* The signed scale ls - 32 (-32..31) of 32-element sub-block b (0..7) of an
+ * IQ4_XS block. */
+static inline int quant_iq4_xs_scale(const block_iq4_xs *x, int b) {
+    int ls = ((x->scales_l[b / 2] >> (4 * (b % 2))) & 0x0F) | (((x->scales_h >> (2 * b)) & 3) << 4);
+    return ls - 32;
+}
+
 /* ---- quantisation ---- */
 
 /* Q8_0, FORMATS 2.4 reference: per 32, d = amax/127, q = roundf(x/d) (half
@@ -85,6 +123,15 @@ void quant_quantize_row_q8_k(const float *x, block_q8_k *y, int64_t n);
 void quant_quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t n);
 void quant_quantize_row_q4_k(const float *x, block_q4_k *y, int64_t n);
 void quant_quantize_row_q6_k(const float *x, block_q6_k *y, int64_t n);
+void quant_quantize_row_q4_1(const float *x, block_q4_1 *y, int64_t n);
+void quant_quantize_row_q5_0(const float *x, block_q5_0 *y, int64_t n);
+void quant_quantize_row_q5_1(const float *x, block_q5_1 *y, int64_t n);
+void quant_quantize_row_iq4_nl(const float *x, block_iq4_nl *y, int64_t n);
+void quant_quantize_row_mxfp4(const float *x, block_mxfp4 *y, int64_t n);
+void quant_quantize_row_q2_k(const float *x, block_q2_k *y, int64_t n);
+void quant_quantize_row_q3_k(const float *x, block_q3_k *y, int64_t n);
+void quant_quantize_row_q5_k(const float *x, block_q5_k *y, int64_t n);
+void quant_quantize_row_iq4_xs(const float *x, block_iq4_xs *y, int64_t n);
 
 /* ---- Q4_K 6-bit scale packing (FORMATS 2.3) ---- */
 

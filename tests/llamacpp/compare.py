@@ -103,6 +103,10 @@ DENSE = [("llama", "tiny-llama"), ("qwen2", "tiny-qwen2"), ("qwen3", "tiny-qwen3
 MOE = [("qwen3moe", "tiny-qwen3moe"), ("olmoe", "tiny-olmoe"), ("mixtral", "tiny-mixtral"),
        ("mimo2", "tiny-mimo2"), ("deepseek2", "tiny-deepseek2"), ("deepseek3", "tiny-deepseek3")]
 TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"]
+# The remaining weight types on one dense preset only (keeps the run short);
+# llama.cpp's dequantisation is the ground truth for their bit layouts.
+EXTRA_TYPES = ["Q5_K", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "IQ4_XS", "Q3_K", "Q2_K", "MXFP4"]
+EXTRA_PRESET = "tiny-qwen3"
 
 
 class Missing(Exception):
@@ -213,7 +217,8 @@ def case_list(r):
     for arch, preset in DENSE + MOE:
         if preset not in presets and (arch, preset) not in DENSE:
             continue  # a MoE preset that has not landed yet
-        for typ in (r.args.types.split(",") if r.args.types else TYPES):
+        for typ in (r.args.types.split(",") if r.args.types else
+                    TYPES + (EXTRA_TYPES if preset == EXTRA_PRESET else [])):
             cases.append(Case("%s_%s" % (arch, typ), lambda p=preset, t=typ: r.gen_model(p, t), typ,
                               moe=(arch, preset) in MOE))
     cases.append(Case("stories260k_F32", r.stories_model, "F32"))

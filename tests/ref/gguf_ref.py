@@ -7,7 +7,8 @@ the format in one place is not silently repeated in the other.
 What it does:
   * parses the header, every metadata value type (arrays included, nested
     arrays too), the tensor infos, the alignment and the data offset;
-  * dequantises F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K tensors to float32
+  * dequantises F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4,
+    Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS tensors to float32
     numpy arrays, whole-array (vectorised) per block field, so a 600 MB model
     dequantises in seconds rather than minutes.
 
@@ -61,6 +62,9 @@ GGML_TYPES = {
     12: ("Q4_K", 256, 144),
     13: ("Q5_K", 256, 176),
     14: ("Q6_K", 256, 210),
+    20: ("IQ4_NL", 32, 18),
+    23: ("IQ4_XS", 256, 136),
+    39: ("MXFP4", 32, 17),
     24: ("I8", 1, 1),
     25: ("I16", 1, 2),
     26: ("I32", 1, 4),
@@ -269,6 +273,20 @@ _Q8_0 = [("d", "<f2"), ("qs", "i1", 32)]
 _Q4_0 = [("d", "<f2"), ("qs", "u1", 16)]
 _Q4_K = [("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", 12), ("qs", "u1", 128)]
 _Q6_K = [("ql", "u1", 128), ("qh", "u1", 64), ("scales", "i1", 16), ("d", "<f2")]
+_Q4_1 = [("d", "<f2"), ("m", "<f2"), ("qs", "u1", 16)]
+_Q5_0 = [("d", "<f2"), ("qh", "<u4"), ("qs", "u1", 16)]
+_Q5_1 = [("d", "<f2"), ("m", "<f2"), ("qh", "<u4"), ("qs", "u1", 16)]
+_IQ4_NL = [("d", "<f2"), ("qs", "u1", 16)]
+_MXFP4 = [("e", "u1"), ("qs", "u1", 16)]
+_Q2_K = [("scales", "u1", 16), ("qs", "u1", 64), ("d", "<f2"), ("dmin", "<f2")]
+_Q3_K = [("hmask", "u1", 32), ("qs", "u1", 64), ("scales", "u1", 12), ("d", "<f2")]
+_Q5_K = [("d", "<f2"), ("dmin", "<f2"), ("scales", "u1", 12), ("qh", "u1", 32), ("qs", "u1", 128)]
+_IQ4_XS = [("d", "<f2"), ("scales_h", "<u2"), ("scales_l", "u1", 4), ("qs", "u1", 128)]
+
+# FORMATS.md 2.3 codebooks
+KVALUES_IQ4NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                         dtype=np.float32)
+KVALUES_FP4 = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12], dtype=np.float32)
 
 
 def deq_f32(raw):
@@ -349,6 +367,127 @@ def deq_q6_k(raw):
     return out.reshape(-1).astype(np.float32)
 
 
+def _split_nibbles(qs):
+    """(nb, 16) bytes -> (nb, 32) values: low nibbles are elements 0..15, high 16..31."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=1)
+
+
+def _fifth_bits(qh):
+    """(nb,) little-endian u32 -> (nb, 32) 0/16: bit k is the fifth bit of element k."""
+    return (((qh[:, None] >> np.arange(32, dtype=np.uint32)) & 1) << 4).astype(np.int32)
+
+
+def deq_q4_1(raw):
+    b = _blocks(raw, _Q4_1)
+    d = b["d"].astype(np.float32)[:, None]
+    m = b["m"].astype(np.float32)[:, None]
+    q = _split_nibbles(b["qs"]).astype(np.float32)
+    return (q * d + m).reshape(-1).astype(np.float32)
+
+
+def deq_q5_0(raw):
+    b = _blocks(raw, _Q5_0)
+    d = b["d"].astype(np.float32)[:, None]
+    q = (_split_nibbles(b["qs"]).astype(np.int32) | _fifth_bits(b["qh"])) - 16
+    return (q.astype(np.float32) * d).reshape(-1)
+
+
+def deq_q5_1(raw):
+    b = _blocks(raw, _Q5_1)
+    d = b["d"].astype(np.float32)[:, None]
+    m = b["m"].astype(np.float32)[:, None]
+    q = _split_nibbles(b["qs"]).astype(np.int32) | _fifth_bits(b["qh"])
+    return (q.astype(np.float32) * d + m).reshape(-1).astype(np.float32)
+
+
+def deq_iq4_nl(raw):
+    b = _blocks(raw, _IQ4_NL)
+    d = b["d"].astype(np.float32)[:, None]
+    return (d * KVALUES_IQ4NL[_split_nibbles(b["qs"])]).reshape(-1)
+
+
+def e8m0_half(e):
+    """FORMATS.md 2.2 "half" E8M0: 2^(e - 128) as float32 (exact, e = 0, 1 subnormal)."""
+    return np.ldexp(np.float32(1.0), e.astype(np.int32) - 128).astype(np.float32)
+
+
+def deq_mxfp4(raw):
+    b = _blocks(raw, _MXFP4)
+    h = e8m0_half(b["e"])[:, None]
+    with np.errstate(over="ignore"):  # e = 255 with |code| >= 8 is infinite (as in C)
+        return (KVALUES_FP4[_split_nibbles(b["qs"])] * h).reshape(-1).astype(np.float32)
+
+
+def _two_bit_planes(qs):
+    """(nb, 64) bytes -> (nb, 256) values: element 128h + 32j + l = bits 2j of qs[32h + l]."""
+    nb = qs.shape[0]
+    q = qs.reshape(nb, 2, 1, 32) >> (2 * np.arange(4, dtype=np.uint8)).reshape(1, 1, 4, 1)
+    return (q & 3).reshape(nb, 256)
+
+
+def deq_q2_k(raw):
+    b = _blocks(raw, _Q2_K)
+    nb = b.shape[0]
+    d = b["d"].astype(np.float32)[:, None]
+    dmin = b["dmin"].astype(np.float32)[:, None]
+    sc = (b["scales"] & 0x0F).astype(np.float32)    # (nb, 16), one per 16 elements
+    mn = (b["scales"] >> 4).astype(np.float32)
+    q = _two_bit_planes(b["qs"]).reshape(nb, 16, 16).astype(np.float32)
+    out = (d * sc)[:, :, None] * q - (dmin * mn)[:, :, None]
+    return out.reshape(-1).astype(np.float32)
+
+
+def _q3k_scales(scales):
+    """(nb, 12) -> (nb, 16) signed scales: low4 of j from byte j (j<8, low nibble) or
+    byte j-8 (high nibble); high2 from bits 2(j/4) of byte 8 + j%4; minus 32."""
+    q = scales.astype(np.int32)
+    j = np.arange(16)
+    low4 = np.where(j < 8, q[:, j % 8] & 0x0F, q[:, j % 8] >> 4)
+    high2 = (q[:, 8 + j % 4] >> (2 * (j // 4))) & 3
+    return (low4 | (high2 << 4)) - 32
+
+
+def deq_q3_k(raw):
+    b = _blocks(raw, _Q3_K)
+    nb = b.shape[0]
+    d = b["d"].astype(np.float32)[:, None]
+    sc = _q3k_scales(b["scales"]).astype(np.float32)
+    low2 = _two_bit_planes(b["qs"]).astype(np.int32)
+    # high bit of element 128h + 32j + l: bit 4h + j of hmask[l]; cleared subtracts 4
+    hb = (b["hmask"][:, None, :] >> np.arange(8, dtype=np.uint8)[None, :, None]) & 1   # (nb, 8, 32)
+    q = low2 - 4 * (1 - hb.reshape(nb, 256).astype(np.int32))
+    out = (d * sc)[:, :, None] * q.reshape(nb, 16, 16).astype(np.float32)
+    return out.reshape(-1).astype(np.float32)
+
+
+def deq_q5_k(raw):
+    b = _blocks(raw, _Q5_K)
+    nb = b.shape[0]
+    d = b["d"].astype(np.float32)[:, None]
+    dmin = b["dmin"].astype(np.float32)[:, None]
+    sc, mn = _q4k_scale_min(b["scales"])
+    qs = b["qs"].reshape(nb, 4, 32)
+    q = np.stack([qs & 0x0F, qs >> 4], axis=2).reshape(nb, 8, 32).astype(np.int32)
+    # fifth bit of element i: bit i/32 of qh[i % 32]
+    hb = (b["qh"][:, None, :] >> np.arange(8, dtype=np.uint8)[None, :, None]) & 1   # (nb, 8, 32)
+    q = (q | (hb.astype(np.int32) << 4)).astype(np.float32)
+    out = (d * sc)[:, :, None] * q - (dmin * mn)[:, :, None]
+    return out.reshape(-1).astype(np.float32)
+
+
+def deq_iq4_xs(raw):
+    b = _blocks(raw, _IQ4_XS)
+    nb = b.shape[0]
+    d = b["d"].astype(np.float32)[:, None]
+    sb = np.arange(8)
+    ls = ((b["scales_l"][:, sb // 2].astype(np.int32) >> (4 * (sb % 2))) & 0x0F) | \
+        (((b["scales_h"][:, None].astype(np.int32) >> (2 * sb)) & 3) << 4)        # (nb, 8)
+    dl = d * (ls - 32).astype(np.float32)
+    qs = b["qs"].reshape(nb * 8, 16)
+    k = KVALUES_IQ4NL[_split_nibbles(qs)].reshape(nb, 8, 32)
+    return (dl[:, :, None] * k).reshape(-1).astype(np.float32)
+
+
 DEQUANT = {
     0: deq_f32,
     1: deq_f16,
@@ -357,6 +496,15 @@ DEQUANT = {
     2: deq_q4_0,
     12: deq_q4_k,
     14: deq_q6_k,
+    3: deq_q4_1,
+    6: deq_q5_0,
+    7: deq_q5_1,
+    20: deq_iq4_nl,
+    39: deq_mxfp4,
+    10: deq_q2_k,
+    11: deq_q3_k,
+    13: deq_q5_k,
+    23: deq_iq4_xs,
 }
 
 
@@ -424,6 +572,79 @@ def _scalar_block(tname, b):
             high2 = (qh[32 * h + l_] >> (2 * g)) & 3
             qv = (low4 | (high2 << 4)) - 32
             out.append(np.float32(d * np.float32(scales[i // 16])) * np.float32(qv))
+    elif tname in ("Q4_1", "Q5_0", "Q5_1"):
+        # FORMATS 2.3: d [, m] [, qh u32 LE], qs[16]; element j / j+16 from lo / hi of qs[j]
+        d = np.float32(_f16(b, 0))
+        m = np.float32(_f16(b, 2)) if tname != "Q5_0" else None
+        o = 2 if tname == "Q5_0" else 4
+        qh = 0
+        if tname != "Q4_1":
+            qh = b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)
+            o += 4
+        qs = b[o:o + 16]
+        vals = [0.0] * 32
+        for k in range(32):
+            nib = lo(qs[k]) if k < 16 else hi(qs[k - 16])
+            if tname != "Q4_1":
+                nib |= ((qh >> k) & 1) << 4
+            if tname == "Q5_0":
+                vals[k] = np.float32(nib - 16) * d
+            else:
+                vals[k] = np.float32(np.float32(nib) * d) + m
+        out = vals
+    elif tname in ("IQ4_NL", "MXFP4"):
+        if tname == "IQ4_NL":
+            scale, book, qs = np.float32(_f16(b, 0)), KVALUES_IQ4NL, b[2:18]
+        else:  # 2^(e-128) written as a power of two in float64, exact
+            scale, book, qs = np.float32(2.0 ** (b[0] - 128)), KVALUES_FP4, b[1:17]
+        with np.errstate(over="ignore"):
+            out = [np.float32(scale * np.float32(book[lo(qs[k]) if k < 16 else hi(qs[k - 16])]))
+                   for k in range(32)]
+    elif tname in ("Q2_K", "Q3_K"):
+        if tname == "Q2_K":
+            scales, qs = b[0:16], b[16:80]
+            d, dmin = np.float32(_f16(b, 80)), np.float32(_f16(b, 82))
+        else:
+            hmask, qs, sc12 = b[0:32], b[32:96], b[96:108]
+            d = np.float32(_f16(b, 108))
+        for i in range(256):
+            h, r = i // 128, i % 128
+            j, l_ = r // 32, r % 32
+            q2 = (qs[32 * h + l_] >> (2 * j)) & 3
+            g = i // 16
+            if tname == "Q2_K":
+                out.append(np.float32(np.float32(d * np.float32(lo(scales[g]))) * np.float32(q2))
+                           - np.float32(dmin * np.float32(hi(scales[g]))))
+            else:
+                low4 = lo(sc12[g]) if g < 8 else hi(sc12[g - 8])
+                high2 = (sc12[8 + g % 4] >> (2 * (g // 4))) & 3
+                sj = (low4 | (high2 << 4)) - 32
+                qv = q2 - (0 if (hmask[l_] >> (4 * h + j)) & 1 else 4)
+                out.append(np.float32(d * np.float32(sj)) * np.float32(qv))
+    elif tname == "Q5_K":
+        d, dmin = np.float32(_f16(b, 0)), np.float32(_f16(b, 2))
+        q, qh, qs = b[4:16], b[16:48], b[48:176]
+        for i in range(256):
+            j = i // 32
+            if j < 4:
+                sc, mn = q[j] & 63, q[j + 4] & 63
+            else:
+                sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4)
+                mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4)
+            c, r = i // 64, i % 64
+            byte = qs[32 * c + r % 32]
+            nib = (lo(byte) if r < 32 else hi(byte)) + (16 if (qh[i % 32] >> j) & 1 else 0)
+            out.append(np.float32(d * np.float32(sc)) * np.float32(nib) - np.float32(dmin * np.float32(mn)))
+    elif tname == "IQ4_XS":
+        d = np.float32(_f16(b, 0))
+        sh = b[2] | (b[3] << 8)
+        sl, qs = b[4:8], b[8:136]
+        for i in range(256):
+            sb, t = i // 32, i % 32
+            ls = ((sl[sb // 2] >> (4 * (sb % 2))) & 0xF) | (((sh >> (2 * sb)) & 3) << 4)
+            byte = qs[16 * sb + t % 16]
+            k = KVALUES_IQ4NL[lo(byte) if t < 16 else hi(byte)]
+            out.append(np.float32(d * np.float32(ls - 32)) * np.float32(k))
     else:
         raise ValueError(tname)
     return np.array(out, dtype=np.float32)
@@ -436,12 +657,18 @@ def _random_blocks(tname, nb, rng):
     def put_f16(col):
         v = (rng.standard_normal(nb) * 0.05).astype("<f2").view(np.uint8).reshape(nb, 2)
         raw[:, col:col + 2] = v
-    if tname in ("Q8_0", "Q4_0", "Q4_K"):
+    if tname in ("Q8_0", "Q4_0", "Q4_K", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q5_K", "IQ4_XS"):
         put_f16(0)
-    if tname == "Q4_K":
+    if tname in ("Q4_K", "Q4_1", "Q5_1", "Q5_K"):
         put_f16(2)
     if tname == "Q6_K":
         put_f16(208)
+    if tname == "Q2_K":
+        put_f16(80)
+        put_f16(82)
+    if tname == "Q3_K":
+        put_f16(108)
+    # MXFP4: every exponent byte 0..255 is a valid, finite scale
     return raw
 
 
@@ -504,7 +731,8 @@ def selftest():
     import tempfile
     rng = np.random.default_rng(1234)
     fails = 0
-    for tname in ("Q8_0", "Q4_0", "Q4_K", "Q6_K"):
+    for tname in ("Q8_0", "Q4_0", "Q4_K", "Q6_K", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "MXFP4",
+                  "Q2_K", "Q3_K", "Q5_K", "IQ4_XS"):
         nb = 300
         raw = _random_blocks(tname, nb, rng)
         vec = dequantize(raw.reshape(-1), TYPE_ID[tname])

@@ -46,6 +46,10 @@ import mimo_ref  # noqa: E402
 ARCHS = {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "qwen3": "tiny-qwen3"}
 LOGIT_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"]
 GREEDY_TYPES = ["F32", "F16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"]
+# The remaining weight types, on one dense preset only (make check stays fast):
+# logits and greedy for each.
+EXTRA_TYPES = ["Q5_K", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "IQ4_XS", "Q3_K", "Q2_K", "MXFP4"]
+EXTRA_ARCH = "qwen3"
 SEED = 1234          # mica-gen weight seed (same float weights for every type)
 N_TF = 48            # teacher-forced sequence length
 N_GEN = 32           # greedy tokens
@@ -82,6 +86,7 @@ QUANT_TOL = {"rel": 3e-2, "tie": 3e-2, "top1": 0.97, "kl": 2e-3}
 REAL_QUANT_TOL = {"rel": 5e-2, "tie": 3e-2, "top1": 0.97, "kl": 5e-3}
 TOL = {"F32": F32_TOL, "F16": FLOAT_TOL, "BF16": FLOAT_TOL,
        "Q8_0": QUANT_TOL, "Q4_0": QUANT_TOL, "Q4_K": QUANT_TOL, "Q6_K": QUANT_TOL}
+TOL.update({t: QUANT_TOL for t in EXTRA_TYPES})
 
 
 class Missing(Exception):
@@ -432,11 +437,11 @@ class Runner:
         self.case("ref_stories260k_greedy", self.case_stories)
         self.case("ref_rope_neox_equiv", self.case_neox_equiv)
         for arch, preset in ARCHS.items():
-            for typ in LOGIT_TYPES:
+            for typ in LOGIT_TYPES + (EXTRA_TYPES if arch == EXTRA_ARCH else []):
                 def lcase(preset=preset, typ=typ):
                     return self.case_logits(self.gen_model(preset, typ), typ)
                 self.case("logits_%s_%s" % (arch, typ), lcase)
-                if typ in GREEDY_TYPES:
+                if typ in GREEDY_TYPES or typ in EXTRA_TYPES:
                     def gcase(preset=preset, typ=typ):
                         return self.case_greedy(self.gen_model(preset, typ), typ)
                     self.case("greedy_%s_%s" % (arch, typ), gcase)

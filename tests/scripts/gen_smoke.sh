@@ -52,7 +52,7 @@ expect_error() { # name, pattern expected in the message, arguments...
 }
 expect_error "no arguments"       "usage"
 expect_error "unknown preset"     "no-such"     --preset no-such -o "$T/x.gguf"
-expect_error "unknown type"       "Q5_0"        --preset tiny-llama --type Q5_0 -o "$T/x.gguf"
+expect_error "unknown type"       "IQ2_XXS"     --preset tiny-llama --type IQ2_XXS -o "$T/x.gguf"
 expect_error "bad seed"           "seed"        --preset tiny-llama --seed twelve -o "$T/x.gguf"
 expect_error "missing -o"         "usage"       --preset tiny-llama
 expect_error "option value"       "\-o"         --preset tiny-llama -o

@@ -505,7 +505,7 @@ TEST(gen_bad_params) {
     gen_params p = {.preset = "no-such-model", .type = MICA_DTYPE_F32};
     ASSERT_EQ(gen_write(&p, path, &e), MICA_ERR_INVALID_ARG);
     p.preset = "tiny-llama";
-    p.type = MICA_DTYPE_Q5_0;
+    p.type = MICA_DTYPE_IQ2_XXS; /* not generated */
     ASSERT_EQ(gen_write(&p, path, &e), MICA_ERR_INVALID_ARG);
     p.type = MICA_DTYPE_F32;
     p.vocab_path = "/nonexistent/vocab.gguf";

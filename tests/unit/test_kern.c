@@ -49,6 +49,11 @@ static const struct { uint32_t type, act; } tk_types[] = {
     {MICA_DTYPE_BF16, MICA_DTYPE_F32},  {MICA_DTYPE_Q8_0, MICA_DTYPE_Q8_0},
     {MICA_DTYPE_Q4_0, MICA_DTYPE_Q8_0}, {MICA_DTYPE_Q4_K, MICA_DTYPE_Q8_K},
     {MICA_DTYPE_Q6_K, MICA_DTYPE_Q8_K},
+    {MICA_DTYPE_Q4_1, MICA_DTYPE_Q8_0}, {MICA_DTYPE_Q5_0, MICA_DTYPE_Q8_0},
+    {MICA_DTYPE_Q5_1, MICA_DTYPE_Q8_0}, {MICA_DTYPE_IQ4_NL, MICA_DTYPE_Q8_0},
+    {MICA_DTYPE_MXFP4, MICA_DTYPE_Q8_0}, {MICA_DTYPE_Q2_K, MICA_DTYPE_Q8_K},
+    {MICA_DTYPE_Q3_K, MICA_DTYPE_Q8_K}, {MICA_DTYPE_Q5_K, MICA_DTYPE_Q8_K},
+    {MICA_DTYPE_IQ4_XS, MICA_DTYPE_Q8_K},
 };
 
 enum { TK_MAXN = 5632 };
@@ -102,7 +107,8 @@ TEST(kern_table_contents) {
         }
         ASSERT_TRUE(tabs[k].ops[MICA_DTYPE_Q8_K].to_float && tabs[k].ops[MICA_DTYPE_Q8_K].from_float);
         /* unsupported types stay empty */
-        ASSERT_TRUE(tabs[k].ops[MICA_DTYPE_Q5_K].vec_dot == NULL);
+        ASSERT_TRUE(tabs[k].ops[MICA_DTYPE_TQ1_0].vec_dot == NULL);
+        ASSERT_TRUE(tabs[k].ops[MICA_DTYPE_Q8_1].vec_dot == NULL);
         ASSERT_TRUE(tabs[k].ops[MICA_DTYPE_IQ2_XXS].to_float == NULL);
     }
 }
@@ -139,6 +145,29 @@ static void tk_make_weights(const kern_table *gen, uint32_t type, int64_t n, boo
             ((block_q4_k *)out)[b].dmin = dn;
             break;
         case MICA_DTYPE_Q6_K: ((block_q6_k *)out)[b].d = d | sign; break;
+        case MICA_DTYPE_Q4_1:
+            ((block_q4_1 *)out)[b].d = d;
+            ((block_q4_1 *)out)[b].m = dn | sign;
+            break;
+        case MICA_DTYPE_Q5_0: ((block_q5_0 *)out)[b].d = d | sign; break;
+        case MICA_DTYPE_Q5_1:
+            ((block_q5_1 *)out)[b].d = d;
+            ((block_q5_1 *)out)[b].m = dn | sign;
+            break;
+        case MICA_DTYPE_IQ4_NL: ((block_iq4_nl *)out)[b].d = d | sign; break;
+        /* E8M0 exponents 2^-20 .. 2^-4 (every code, so the edge cases of
+         * quant_e8m0_half_to_f32 are in test_quant.c) */
+        case MICA_DTYPE_MXFP4: ((block_mxfp4 *)out)[b].e = (uint8_t)(108 + tk_next(rng) % 17); break;
+        case MICA_DTYPE_Q2_K:
+            ((block_q2_k *)out)[b].d = d;
+            ((block_q2_k *)out)[b].dmin = dn;
+            break;
+        case MICA_DTYPE_Q3_K: ((block_q3_k *)out)[b].d = d | sign; break;
+        case MICA_DTYPE_Q5_K:
+            ((block_q5_k *)out)[b].d = d;
+            ((block_q5_k *)out)[b].dmin = dn;
+            break;
+        case MICA_DTYPE_IQ4_XS: ((block_iq4_xs *)out)[b].d = d | sign; break;
         default: break;
         }
     }
@@ -159,10 +188,15 @@ static void tk_make_act(const kern_table *gen, uint32_t act, int64_t n, uint64_t
  * times int sum, an int above 2^24 converted to float, scale products) and
  * the sequential accumulation over nb blocks, every step a relative
  * FLT_EPSILON/2 of a partial sum bounded by the scale-split magnitudes. For
- * Q4_K the scale and min parts can cancel (each up to ~2x the element
+ * the types with an offset (Q4_K, Q5_K, Q2_K: d*sc*q - dmin*mn; Q4_1, Q5_1:
+ * d*q + m) the scale and offset parts can cancel (each up to ~2x the element
  * magnitude), hence a factor 4: tol = 4 (nb + 16) FLT_EPSILON A (5632
- * elements of Q4_0: 1.0e-4 A; of Q4_K: 1.8e-5 A). A wrong element, block
- * or scale shows up as an error of order A/nb or more.
+ * elements of a 32-element type: 1.0e-4 A; of a 256-element type: 1.8e-5 A).
+ * The same bound serves the symmetric types (Q5_0, Q3_K, IQ4_NL, IQ4_XS,
+ * MXFP4), with room to spare: with MICA_TEST_VERBOSE the worst error/tol of
+ * every new type is printed (measured <= 0.006, the original types'
+ * <= 0.005). A wrong element, block or scale shows up as an error of order
+ * A/nb or more.
  *
  * Float types: the generic reference multiplies and adds in double (exact
  * to ~1e-16), the SIMD kernels keep 32-64 float partial sums of n/32 terms;
@@ -317,8 +351,11 @@ TEST(kern_from_float_identical) {
     static uint8_t a[4096 * 4], b[4096 * 4];
     uint64_t rng = 17;
     for (int i = 0; i < 4096; i++) v[i] = tk_gauss(&rng) * (float)(1 + i % 7);
-    const uint32_t types[] = {MICA_DTYPE_F32, MICA_DTYPE_F16, MICA_DTYPE_BF16, MICA_DTYPE_Q8_0,
-                              MICA_DTYPE_Q4_0, MICA_DTYPE_Q4_K, MICA_DTYPE_Q6_K, MICA_DTYPE_Q8_K};
+    const uint32_t types[] = {MICA_DTYPE_F32,  MICA_DTYPE_F16,  MICA_DTYPE_BF16,   MICA_DTYPE_Q8_0,
+                              MICA_DTYPE_Q4_0, MICA_DTYPE_Q4_K, MICA_DTYPE_Q6_K,   MICA_DTYPE_Q8_K,
+                              MICA_DTYPE_Q4_1, MICA_DTYPE_Q5_0, MICA_DTYPE_Q5_1,   MICA_DTYPE_IQ4_NL,
+                              MICA_DTYPE_MXFP4, MICA_DTYPE_Q2_K, MICA_DTYPE_Q3_K,  MICA_DTYPE_Q5_K,
+                              MICA_DTYPE_IQ4_XS};
     for (int k = 1; k < nt; k++) {
         for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
             uint64_t bytes;
@@ -435,7 +472,7 @@ TEST(kern_gemm_all_tables) {
     for (size_t t = 0; t < TK_LEN(tk_types); t++) {
         uint32_t type = tk_types[t].type, act = tk_types[t].act;
         int64_t blck = dtype_get(type)->blck;
-        const int64_t lens_q[] = {blck, 2 * blck, 3 * blck, 5 * blck, 4096};
+        const int64_t lens_q[] = {blck, 2 * blck, 3 * blck, 5 * blck, 13 * blck, 4096}; /* 13: 8-block groups + a tail */
         const int64_t lens_f[] = {1, 13, 67, 4096};
         const int64_t *lens = blck == 1 ? lens_f : lens_q;
         const size_t nl = blck == 1 ? TK_LEN(lens_f) : TK_LEN(lens_q);

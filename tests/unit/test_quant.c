@@ -557,3 +557,427 @@ TEST(quant_roundtrip_edge_rows) {
         }
     }
 }
+
+/* ---- the remaining types: hand-computed blocks ---- */
+
+/* Q4_1, FORMATS 2.3: elem j = lo(qs[j])*d + m, elem j+16 = hi(qs[j])*d + m.
+ * d = 0x3800 = 0.5, m = 0xBC00 = -1.0;
+ * qs[0] = 0x3A: elem 0 = 10*0.5 - 1 = 4.0, elem 16 = 3*0.5 - 1 = 0.5;
+ * qs[1] = 0xF0: elem 1 = 0*0.5 - 1 = -1.0, elem 17 = 15*0.5 - 1 = 6.5. */
+TEST(quant_dequant_q4_1_hand) {
+    block_q4_1 b;
+    memset(&b, 0, sizeof b);
+    b.d = 0x3800;
+    b.m = 0xBC00;
+    b.qs[0] = 0x3A;
+    b.qs[1] = 0xF0;
+    float y[32];
+    quant_dequantize_row_q4_1(&b, y, 32);
+    ASSERT_EQ(y[0], 4.0f);
+    ASSERT_EQ(y[16], 0.5f);
+    ASSERT_EQ(y[1], -1.0f);
+    ASSERT_EQ(y[17], 6.5f);
+    ASSERT_EQ(y[2], -1.0f); /* nibble 0 */
+}
+
+/* Q5_0: qh bytes 01 00 01 80 = u32 0x80010001 (bits 0, 16, 31); d = 0x4000 = 2.
+ * qs[0] = 0x5F: elem 0 = ((15 | 1<<4) - 16)*2 = 30, elem 16 = ((5 | 1<<4) - 16)*2 = 10;
+ * qs[15] = 0x00: elem 15 = (0 - 16)*2 = -32, elem 31 = ((0 | 1<<4) - 16)*2 = 0. */
+TEST(quant_dequant_q5_0_hand) {
+    block_q5_0 b;
+    memset(&b, 0, sizeof b);
+    b.d = 0x4000;
+    b.qh[0] = 0x01;
+    b.qh[2] = 0x01;
+    b.qh[3] = 0x80;
+    b.qs[0] = 0x5F;
+    float y[32];
+    quant_dequantize_row_q5_0(&b, y, 32);
+    ASSERT_EQ(y[0], 30.0f);
+    ASSERT_EQ(y[16], 10.0f);
+    ASSERT_EQ(y[15], -32.0f);
+    ASSERT_EQ(y[31], 0.0f);
+}
+
+/* Q5_1: d = 0x3400 = 0.25, m = 0x4200 = 3, qh = u32 2 (bit 1). qs[1] = 0x21:
+ * elem 1 = (1 | 16)*0.25 + 3 = 7.25, elem 17 = 2*0.25 + 3 = 3.5; elem 0 = 3. */
+TEST(quant_dequant_q5_1_hand) {
+    block_q5_1 b;
+    memset(&b, 0, sizeof b);
+    b.d = 0x3400;
+    b.m = 0x4200;
+    b.qh[0] = 0x02;
+    b.qs[1] = 0x21;
+    float y[32];
+    quant_dequantize_row_q5_1(&b, y, 32);
+    ASSERT_EQ(y[1], 7.25f);
+    ASSERT_EQ(y[17], 3.5f);
+    ASSERT_EQ(y[0], 3.0f);
+}
+
+/* IQ4_NL: d = 0xB800 = -0.5, K = {-127, -104, ..., -10, 1, ..., 113}.
+ * qs[0] = 0xF0: elem 0 = -0.5*K[0] = 63.5, elem 16 = -0.5*K[15] = -56.5;
+ * qs[3] = 0x87: elem 3 = -0.5*K[7] = 5, elem 19 = -0.5*K[8] = -0.5. */
+TEST(quant_dequant_iq4_nl_hand) {
+    block_iq4_nl b;
+    memset(&b, 0, sizeof b);
+    b.d = 0xB800;
+    b.qs[0] = 0xF0;
+    b.qs[3] = 0x87;
+    float y[32];
+    quant_dequantize_row_iq4_nl(&b, y, 32);
+    ASSERT_EQ(y[0], 63.5f);
+    ASSERT_EQ(y[16], -56.5f);
+    ASSERT_EQ(y[3], 5.0f);
+    ASSERT_EQ(y[19], -0.5f);
+    ASSERT_EQ(y[1], 63.5f); /* nibble 0 = K[0] */
+}
+
+/* MXFP4: value = F[code] * 2^(e-128), F = {0,1,2,3,4,6,8,12, 0,-1,-2,-3,-4,-6,-8,-12}.
+ * e = 129 (scale 2), qs[0] = 0x9F: elem 0 = F[15]*2 = -24, elem 16 = F[9]*2 = -2;
+ * qs[1] = 0x07: elem 1 = 12*2 = 24, elem 17 = 0. The half E8M0 itself:
+ * e = 0 -> 2^-128, 1 -> 2^-127, 2 -> 2^-126 (smallest normal), 127 -> 0.5,
+ * 128 -> 1, 255 -> 2^127. */
+TEST(quant_dequant_mxfp4_hand) {
+    block_mxfp4 b;
+    memset(&b, 0, sizeof b);
+    b.e = 129;
+    b.qs[0] = 0x9F;
+    b.qs[1] = 0x07;
+    float y[32];
+    quant_dequantize_row_mxfp4(&b, y, 32);
+    ASSERT_EQ(y[0], -24.0f);
+    ASSERT_EQ(y[16], -2.0f);
+    ASSERT_EQ(y[1], 24.0f);
+    ASSERT_EQ(y[17], 0.0f);
+    ASSERT_EQ(quant_e8m0_half_to_f32(0), ldexp(1.0, -128));
+    ASSERT_EQ(quant_e8m0_half_to_f32(1), ldexp(1.0, -127));
+    ASSERT_EQ(quant_e8m0_half_to_f32(2), ldexp(1.0, -126));
+    ASSERT_EQ(quant_e8m0_half_to_f32(127), 0.5);
+    ASSERT_EQ(quant_e8m0_half_to_f32(128), 1.0);
+    ASSERT_EQ(quant_e8m0_half_to_f32(255), ldexp(1.0, 127));
+    for (int e = 0; e < 256; e++) ASSERT_EQ(quant_e8m0_half_to_f32((uint8_t)e), ldexp(1.0, e - 128));
+    /* subnormal scale: e = 0, code 7 (12): 12 * 2^-128 = 3 * 2^-126, exact */
+    b.e = 0;
+    quant_dequantize_row_mxfp4(&b, y, 32);
+    ASSERT_EQ(y[1], ldexp(3.0, -126));
+}
+
+/* Q2_K: element 128h + 32j + l = bits 2j of qs[32h + l], scales[i/16] = sc | mn<<4,
+ * value = d*sc*q - dmin*mn; d = 1 (0x3C00), dmin = 0.5 (0x3800).
+ * scales[0] = 0x35 (sc 5, mn 3): qs[0] = 0xE4 -> elem 0 q = 0: -1.5;
+ *   qs[1] = 0x02 -> elem 1 q = 2: 5*2 - 1.5 = 8.5;
+ * elem 96 (h 0, j 3, l 0) = bits 6-7 of qs[0] = 3, group 6: scales[6] = 0x10
+ *   (sc 0, mn 1): 0 - 0.5 = -0.5;
+ * elem 144 (h 1, j 0, l 16) = bits 0-1 of qs[48] = 3, group 9: scales[9] =
+ *   0x12 (sc 2, mn 1): 2*3 - 0.5 = 5.5. */
+TEST(quant_dequant_q2_k_hand) {
+    block_q2_k b;
+    memset(&b, 0, sizeof b);
+    b.d = 0x3C00;
+    b.dmin = 0x3800;
+    b.scales[0] = 0x35;
+    b.scales[6] = 0x10;
+    b.scales[9] = 0x12;
+    b.qs[0] = 0xE4;
+    b.qs[1] = 0x02;
+    b.qs[48] = 0x03;
+    float y[QK_K];
+    quant_dequantize_row_q2_k(&b, y, QK_K);
+    ASSERT_EQ(y[0], -1.5f);
+    ASSERT_EQ(y[1], 8.5f);
+    ASSERT_EQ(y[96], -0.5f);
+    ASSERT_EQ(y[144], 5.5f);
+    ASSERT_EQ(y[32], 0.0f); /* group 2: scales 0 */
+}
+
+/* Q3_K: scale j = (low4 | high2<<4) - 32, low4 = lo(scales[j]) (j<8) or
+ * hi(scales[j-8]), high2 = bits 2(j/4) of scales[8 + j%4]; d = 2 (0x4000).
+ * scales[0] = 0x21, scales[8] = 0x02: s_0 = (1 | 2<<4) - 32 = 1,
+ * s_8 = (2 | 0) - 32 = -30, every other s_j = -32.
+ * q = low2 - (hmask bit set ? 0 : 4), low2 = bits 2j of qs[32h + l], hmask
+ * bit 4h + j of hmask[l]:
+ * elem 0: qs[0] = 3, hmask[0] bit 0 set: q = 3 -> 2*1*3 = 6;
+ * elem 1: qs[1] = 1, bit clear: q = -3 -> -6;
+ * elem 128 (h 1, group 8): qs[32] = 2, hmask[0] bit 4 clear: q = -2 -> 2*-30*-2 = 120;
+ * elem 16 (group 1): qs[16] = 0, clear: q = -4 -> 2*-32*-4 = 256. */
+TEST(quant_dequant_q3_k_hand) {
+    block_q3_k b;
+    memset(&b, 0, sizeof b);
+    b.d = 0x4000;
+    b.scales[0] = 0x21;
+    b.scales[8] = 0x02;
+    b.qs[0] = 0x03;
+    b.qs[1] = 0x01;
+    b.qs[32] = 0x02;
+    b.hmask[0] = 0x01;
+    float y[QK_K];
+    quant_dequantize_row_q3_k(&b, y, QK_K);
+    ASSERT_EQ(y[0], 6.0f);
+    ASSERT_EQ(y[1], -6.0f);
+    ASSERT_EQ(y[128], 120.0f);
+    ASSERT_EQ(y[16], 256.0f);
+    int8_t sc[16];
+    quant_q3_k_unpack_scales(b.scales, sc);
+    ASSERT_EQ(sc[0], 1);
+    ASSERT_EQ(sc[8], -30);
+    ASSERT_EQ(sc[1], -32);
+}
+
+/* Q5_K: as Q4_K plus 16 if bit i/32 of qh[i%32] is set; d = dmin = 1.
+ * scales[0] = 2, scales[1] = 3, scales[4] = 1 (sc0 = 2, sc1 = 3, mn0 = 1, mn1 = 0);
+ * qs[0] = 0x47, qh[0] = 0x03: elem 0 = 2*(7 + 16) - 1 = 45, elem 32 (high
+ * nibble, sub-block 1) = 3*(4 + 16) - 0 = 60; elem 1 = 2*0 - 1 = -1. */
+TEST(quant_dequant_q5_k_hand) {
+    block_q5_k b;
+    memset(&b, 0, sizeof b);
+    b.d = 0x3C00;
+    b.dmin = 0x3C00;
+    b.scales[0] = 2;
+    b.scales[1] = 3;
+    b.scales[4] = 1;
+    b.qs[0] = 0x47;
+    b.qh[0] = 0x03;
+    float y[QK_K];
+    quant_dequantize_row_q5_k(&b, y, QK_K);
+    ASSERT_EQ(y[0], 45.0f);
+    ASSERT_EQ(y[32], 60.0f);
+    ASSERT_EQ(y[1], -1.0f);
+}
+
+/* IQ4_XS: ls_b = ((scales_l[b/2] >> 4(b%2)) & 15) | ((scales_h >> 2b) & 3) << 4,
+ * value = d*(ls_b - 32)*K[nibble]; d = 0.5 (0x3800).
+ * scales_l[0] = 0x21, scales_h = 0x0002: ls_0 = 1 | 2<<4 = 33 (scale 1),
+ * ls_1 = 2 (scale -30), others 0 (scale -32).
+ * qs[0] = 0xF0: elem 0 = 0.5*1*K[0] = -63.5, elem 16 = 0.5*1*113 = 56.5;
+ * qs[16] = 0x08 (sub-block 1): elem 32 = 0.5*-30*K[8] = -15, elem 48 = 0.5*-30*-127 = 1905. */
+TEST(quant_dequant_iq4_xs_hand) {
+    block_iq4_xs b;
+    memset(&b, 0, sizeof b);
+    b.d = 0x3800;
+    b.scales_l[0] = 0x21;
+    b.scales_h = 0x0002;
+    b.qs[0] = 0xF0;
+    b.qs[16] = 0x08;
+    float y[QK_K];
+    quant_dequantize_row_iq4_xs(&b, y, QK_K);
+    ASSERT_EQ(y[0], -63.5f);
+    ASSERT_EQ(y[16], 56.5f);
+    ASSERT_EQ(y[32], -15.0f);
+    ASSERT_EQ(y[48], 1905.0f);
+    ASSERT_EQ(y[64], 0.5 * -32 * -127); /* sub-block 2: nibble 0, scale -32 */
+}
+
+/* ---- the remaining types: random blocks against the FORMATS formulas ---- */
+
+static const int tq_iq4[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static const int tq_fp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+static double tq_f16_at(const uint8_t *p) { return tq_half_value((uint16_t)(p[0] | p[1] << 8)); }
+
+/* Element i of one block of `type` from its raw bytes, in double, written
+ * from FORMATS 2.3 by byte offsets (not through the C structs). */
+static double tq_elem(int type, const uint8_t *p, int i) {
+    switch (type) {
+    case MICA_DTYPE_Q4_1: case MICA_DTYPE_Q5_0: case MICA_DTYPE_Q5_1: {
+        int has_m = type != MICA_DTYPE_Q5_0, has_h = type != MICA_DTYPE_Q4_1;
+        int o = has_m ? 4 : 2;
+        uint32_t qh = has_h ? (uint32_t)p[o] | (uint32_t)p[o + 1] << 8 | (uint32_t)p[o + 2] << 16 | (uint32_t)p[o + 3] << 24 : 0;
+        const uint8_t *qs = p + o + (has_h ? 4 : 0);
+        int q = (i < 16 ? qs[i] & 15 : qs[i - 16] >> 4) + (has_h && ((qh >> i) & 1) ? 16 : 0);
+        if (type == MICA_DTYPE_Q5_0) return (q - 16) * tq_f16_at(p);
+        return q * tq_f16_at(p) + tq_f16_at(p + 2);
+    }
+    case MICA_DTYPE_IQ4_NL: {
+        int nib = i < 16 ? p[2 + i] & 15 : p[2 + i - 16] >> 4;
+        return tq_f16_at(p) * tq_iq4[nib];
+    }
+    case MICA_DTYPE_MXFP4: {
+        int nib = i < 16 ? p[1 + i] & 15 : p[1 + i - 16] >> 4;
+        return tq_fp4[nib] * ldexp(1.0, p[0] - 128);
+    }
+    case MICA_DTYPE_Q2_K: {
+        int h = i / 128, j = (i % 128) / 32, l = i % 32;
+        int q = (p[16 + 32 * h + l] >> (2 * j)) & 3, sc = p[i / 16];
+        return tq_f16_at(p + 80) * (sc & 15) * q - tq_f16_at(p + 82) * (sc >> 4);
+    }
+    case MICA_DTYPE_Q3_K: {
+        int h = i / 128, j = (i % 128) / 32, l = i % 32, g = i / 16;
+        const uint8_t *sc = p + 96;
+        int low4 = g < 8 ? sc[g] & 15 : sc[g - 8] >> 4, high2 = (sc[8 + g % 4] >> (2 * (g / 4))) & 3;
+        int q = ((p[32 + 32 * h + l] >> (2 * j)) & 3) - (((p[l] >> (4 * h + j)) & 1) ? 0 : 4);
+        return tq_f16_at(p + 108) * ((low4 | high2 << 4) - 32) * q;
+    }
+    case MICA_DTYPE_Q5_K: {
+        int sc, mn, c = i / 64, r = i % 64;
+        tq_q4k_scale(p + 4, i / 32, &sc, &mn);
+        uint8_t byte = p[48 + 32 * c + r % 32];
+        int q = (r < 32 ? byte & 15 : byte >> 4) + (((p[16 + i % 32] >> (i / 32)) & 1) ? 16 : 0);
+        return tq_f16_at(p) * sc * q - tq_f16_at(p + 2) * mn;
+    }
+    case MICA_DTYPE_IQ4_XS: {
+        int sb = i / 32, t = i % 32, sh = p[2] | p[3] << 8;
+        int ls = ((p[4 + sb / 2] >> (4 * (sb % 2))) & 15) | ((sh >> (2 * sb)) & 3) << 4;
+        uint8_t byte = p[8 + 16 * sb + t % 16];
+        return tq_f16_at(p) * (ls - 32) * tq_iq4[t < 16 ? byte & 15 : byte >> 4];
+    }
+    default: return NAN;
+    }
+}
+
+typedef void (*tq_deq_fn)(const void *x, float *y, int64_t n);
+static void tq_deq_q4_1(const void *x, float *y, int64_t n) { quant_dequantize_row_q4_1(x, y, n); }
+static void tq_deq_q5_0(const void *x, float *y, int64_t n) { quant_dequantize_row_q5_0(x, y, n); }
+static void tq_deq_q5_1(const void *x, float *y, int64_t n) { quant_dequantize_row_q5_1(x, y, n); }
+static void tq_deq_iq4_nl(const void *x, float *y, int64_t n) { quant_dequantize_row_iq4_nl(x, y, n); }
+static void tq_deq_mxfp4(const void *x, float *y, int64_t n) { quant_dequantize_row_mxfp4(x, y, n); }
+static void tq_deq_q2_k(const void *x, float *y, int64_t n) { quant_dequantize_row_q2_k(x, y, n); }
+static void tq_deq_q3_k(const void *x, float *y, int64_t n) { quant_dequantize_row_q3_k(x, y, n); }
+static void tq_deq_q5_k(const void *x, float *y, int64_t n) { quant_dequantize_row_q5_k(x, y, n); }
+static void tq_deq_iq4_xs(const void *x, float *y, int64_t n) { quant_dequantize_row_iq4_xs(x, y, n); }
+
+/* Random bytes everywhere except finite fp16 scale fields (exponent < 31);
+ * MXFP4 exponents over 0..254 (255 with |code| 12 would overflow float).
+ * Every product of these formulas is exact in double and the one
+ * subtraction (Q4_1, Q5_1, Q2_K, Q5_K) is exact too, so the float result must
+ * be the double value rounded once. */
+TEST(quant_dequant_random_blocks_ext) {
+    static const struct { int type; tq_deq_fn fn; int f16_off[2]; } cases[] = {
+        {MICA_DTYPE_Q4_1, tq_deq_q4_1, {0, 2}},     {MICA_DTYPE_Q5_0, tq_deq_q5_0, {0, -1}},
+        {MICA_DTYPE_Q5_1, tq_deq_q5_1, {0, 2}},     {MICA_DTYPE_IQ4_NL, tq_deq_iq4_nl, {0, -1}},
+        {MICA_DTYPE_MXFP4, tq_deq_mxfp4, {-1, -1}}, {MICA_DTYPE_Q2_K, tq_deq_q2_k, {80, 82}},
+        {MICA_DTYPE_Q3_K, tq_deq_q3_k, {108, -1}},  {MICA_DTYPE_Q5_K, tq_deq_q5_k, {0, 2}},
+        {MICA_DTYPE_IQ4_XS, tq_deq_iq4_xs, {0, -1}},
+    };
+    enum { NB = 64 };
+    static uint8_t raw[NB * 176];
+    static float y[NB * QK_K];
+    uint64_t rng = 4242;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const dtype_traits *tr = dtype_get((uint32_t)cases[c].type);
+        ASSERT_TRUE(tr != NULL);
+        for (size_t i = 0; i < NB * tr->bytes; i++) raw[i] = (uint8_t)tq_next(&rng);
+        for (int b = 0; b < NB; b++) {
+            uint8_t *p = raw + (size_t)b * tr->bytes;
+            for (int k = 0; k < 2; k++) {
+                int o = cases[c].f16_off[k];
+                if (o < 0) continue;
+                /* |scale| in [2^-14, 2^2): wide, but never overflowing */
+                uint16_t h = (uint16_t)(0x0400 + tq_next(&rng) % 0x4000) | (uint16_t)(tq_next(&rng) & 0x8000);
+                p[o] = (uint8_t)h;
+                p[o + 1] = (uint8_t)(h >> 8);
+            }
+            if (cases[c].type == MICA_DTYPE_MXFP4) p[0] = (uint8_t)(tq_next(&rng) % 255);
+        }
+        cases[c].fn(raw, y, (int64_t)NB * tr->blck);
+        for (int i = 0; i < NB * (int)tr->blck; i++) {
+            float want = (float)tq_elem(cases[c].type, raw + (size_t)(i / (int)tr->blck) * tr->bytes, i % (int)tr->blck);
+            if (memcmp(&y[i], &want, sizeof want) != 0) {
+                test_fail(__FILE__, __LINE__, "%s elem %d: %.9g != %.9g", tr->name, i, (double)y[i], (double)want);
+                return;
+            }
+        }
+    }
+}
+
+/* ---- the remaining types: quantisers ---- */
+
+typedef void (*tq_q_fn)(const float *x, void *y, int64_t n);
+static void tq_q_q4_1(const float *x, void *y, int64_t n) { quant_quantize_row_q4_1(x, y, n); }
+static void tq_q_q5_0(const float *x, void *y, int64_t n) { quant_quantize_row_q5_0(x, y, n); }
+static void tq_q_q5_1(const float *x, void *y, int64_t n) { quant_quantize_row_q5_1(x, y, n); }
+static void tq_q_iq4_nl(const float *x, void *y, int64_t n) { quant_quantize_row_iq4_nl(x, y, n); }
+static void tq_q_mxfp4(const float *x, void *y, int64_t n) { quant_quantize_row_mxfp4(x, y, n); }
+static void tq_q_q2_k(const float *x, void *y, int64_t n) { quant_quantize_row_q2_k(x, y, n); }
+static void tq_q_q3_k(const float *x, void *y, int64_t n) { quant_quantize_row_q3_k(x, y, n); }
+static void tq_q_q5_k(const float *x, void *y, int64_t n) { quant_quantize_row_q5_k(x, y, n); }
+static void tq_q_iq4_xs(const float *x, void *y, int64_t n) { quant_quantize_row_iq4_xs(x, y, n); }
+
+static const struct {
+    int type;
+    tq_q_fn q;
+    tq_deq_fn dq;
+    double bound; /* relative RMSE on N(0,1) data, see quant_roundtrip_error_ext */
+} tq_ext[] = {
+    {MICA_DTYPE_Q4_1, tq_q_q4_1, tq_deq_q4_1, 0.08},     {MICA_DTYPE_Q5_0, tq_q_q5_0, tq_deq_q5_0, 0.045},
+    {MICA_DTYPE_Q5_1, tq_q_q5_1, tq_deq_q5_1, 0.04},     {MICA_DTYPE_IQ4_NL, tq_q_iq4_nl, tq_deq_iq4_nl, 0.08},
+    {MICA_DTYPE_MXFP4, tq_q_mxfp4, tq_deq_mxfp4, 0.13},  {MICA_DTYPE_Q2_K, tq_q_q2_k, tq_deq_q2_k, 0.30},
+    {MICA_DTYPE_Q3_K, tq_q_q3_k, tq_deq_q3_k, 0.16},     {MICA_DTYPE_Q5_K, tq_q_q5_k, tq_deq_q5_k, 0.04},
+    {MICA_DTYPE_IQ4_XS, tq_q_iq4_xs, tq_deq_iq4_xs, 0.08},
+};
+
+static double tq_rel_rmse(const float *x, const float *out, int64_t n) {
+    double se = 0, ss = 0;
+    for (int64_t i = 0; i < n; i++) {
+        se += ((double)x[i] - out[i]) * ((double)x[i] - out[i]);
+        ss += (double)x[i] * x[i];
+    }
+    return ss > 0 ? sqrt(se / ss) : sqrt(se);
+}
+
+/*
+ * Bounds on N(0,1) data (uniform step D: RMS error ~ 0.289 D; the largest
+ * |x| of 32 values ~ 2.15, the range of 32 ~ 4.1, of 16 ~ 3.5):
+ *  - Q4_1: 16 levels over the range of 32, D ~ 0.27 -> ~7.9% before the
+ *    search (measured 7.0%); bound 8%;
+ *  - Q5_0: levels -16..15, D = amax/16 ~ 0.134 -> ~3.9% (measured 4.0%);
+ *    bound 4.5%;  Q5_1: 32 levels over the range, D ~ 0.13 -> ~3.8%
+ *    (measured 3.4%); bound 4%;  Q5_K: the same per 32 plus the 6-bit
+ *    scale codes (measured 3.6%); bound 4%;
+ *  - IQ4_NL, IQ4_XS: 16 non-uniform levels, denser near zero where the
+ *    Gaussian mass is (measured 7.4%, 7.5%: slightly better than Q4_0's
+ *    8.0%); bound 8%;
+ *  - MXFP4: E2M1 levels (spacing 1/12 to 1/3 of the top value) under a
+ *    power-of-two scale, so the top level sits between amax and 2 amax
+ *    (measured 11.1%); bound 13%;
+ *  - Q3_K: 8 levels per 16, D = amax/4 ~ 0.45 -> ~13% (measured 14.4%, the
+ *    6-bit scale codes cost ~1%); bound 16%;
+ *  - Q2_K: 4 levels over the range of 16, D ~ 1.17 -> ~34% before the
+ *    least-squares refit, which clips the tails (measured 26.9%); bound 30%.
+ */
+TEST(quant_roundtrip_error_ext) {
+    static float x[TQ_N], out[TQ_N];
+    static uint8_t buf[TQ_N * 2];
+    uint64_t rng = 1234;
+    for (int i = 0; i < TQ_N; i++) x[i] = tq_gauss(&rng);
+    for (size_t c = 0; c < sizeof tq_ext / sizeof tq_ext[0]; c++) {
+        tq_ext[c].q(x, buf, TQ_N);
+        tq_ext[c].dq(buf, out, TQ_N);
+        double e = tq_rel_rmse(x, out, TQ_N);
+        if (getenv("MICA_TEST_VERBOSE")) fprintf(stderr, "    %-7s relative RMSE %.5f\n", dtype_name((uint32_t)tq_ext[c].type), e);
+        if (!(e < tq_ext[c].bound)) {
+            test_fail(__FILE__, __LINE__, "%s: relative RMSE %.5f >= %.5f", dtype_name((uint32_t)tq_ext[c].type), e,
+                      tq_ext[c].bound);
+        }
+    }
+}
+
+/* Zero rows, constant rows and a lone outlier give valid, sensible blocks. */
+TEST(quant_roundtrip_edge_rows_ext) {
+    static float x[QK_K], out[QK_K];
+    static uint8_t buf[QK_K * 2];
+    for (size_t c = 0; c < sizeof tq_ext / sizeof tq_ext[0]; c++) {
+        const char *name = dtype_name((uint32_t)tq_ext[c].type);
+        memset(x, 0, sizeof x);
+        tq_ext[c].q(x, buf, QK_K);
+        tq_ext[c].dq(buf, out, QK_K);
+        for (int i = 0; i < QK_K; i++) ASSERT_EQ(out[i], 0.0f);
+        for (int i = 0; i < QK_K; i++) x[i] = -0.75f;
+        tq_ext[c].q(x, buf, QK_K);
+        tq_ext[c].dq(buf, out, QK_K);
+        if (!(tq_rel_rmse(x, out, QK_K) < 0.02)) {
+            test_fail(__FILE__, __LINE__, "%s: constant row error %.4f", name, tq_rel_rmse(x, out, QK_K));
+            return;
+        }
+        memset(x, 0, sizeof x);
+        x[37] = 1000.0f;
+        tq_ext[c].q(x, buf, QK_K);
+        tq_ext[c].dq(buf, out, QK_K);
+        /* the outlier is kept within its type's step near the top of the
+         * range (MXFP4: 12 -> 8 spacing, 1/6 of the value at worst) */
+        ASSERT_NEAR(out[37], 1000.0, 1000.0 * (tq_ext[c].type == MICA_DTYPE_MXFP4 ? 0.17 : 0.01));
+        for (int i = 0; i < QK_K; i++) {
+            if (i != 37) ASSERT_NEAR(out[i], 0.0, 1000.0 * 0.01);
+        }
+    }
+}
