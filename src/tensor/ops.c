@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mica_internal.h"
+#include "tensor/ops_avx512.h"
 
 /* ---- matrix products ---- */
 
@@ -47,20 +48,20 @@ static void quant_rows_task(void *arg, int ith, int nth) {
 
 /*
  * Loop order (per thread, over its own contiguous range of weight rows):
- * blocks of MATMUL_ROW_BLOCK rows (at most ~200 KB of weights, kept in L2)
- * outer, chunks of tokens whose activation rows fit in about half of L2
- * inner, and inside one gemm call micro-tiles of a few rows x a few tokens
- * (kern.h). Each weight byte is read from memory once per product; the
- * activations are re-read from L2/L3 once per row block.
+ * blocks of MATMUL_ROW_BLOCK rows outer (large: a gemm call may prepare the
+ * token side once per call, kern_gemm_avx512.c; a block's weights stay in
+ * L2/L3 across the token chunks), chunks of tokens whose activation rows
+ * fit in about half of L2 inner, and inside one gemm call micro-tiles of a
+ * few rows x a few tokens (kern.h).
  *
  * Work split: threads take contiguous ranges of whole groups of
  * MATMUL_ROW_ALIGN rows (so micro-tiles stay full), sizes differing by at
  * most one group. Results do not depend on the split: a gemm output depends
  * only on its two rows (kern.h).
  */
-#define MATMUL_ROW_BLOCK 64
-#define MATMUL_ROW_ALIGN 4
-#define MATMUL_ACT_BYTES (512u * 1024u)
+#define MATMUL_ROW_BLOCK 512
+#define MATMUL_ROW_ALIGN 8
+#define MATMUL_ACT_BYTES (640u * 1024u) /* pp512 of a 1024-wide Q8_0 row in one chunk */
 
 static void matmul_rows_task(void *arg, int ith, int nth) {
     const matmul_task *t = arg;
@@ -81,11 +82,17 @@ static void matmul_rows_task(void *arg, int ith, int nth) {
     }
 }
 
-void ops_matmul(ops_ctx *c, const tensor_view *w, const float *x, int64_t n_tok, float *y) {
+/* Quantises the n_tok activation rows of x for weight w into c->qbuf (on
+ * the pool when there are several) and points t->xa at them; float
+ * activations are used as they are. */
+static void matmul_prepare(ops_ctx *c, const tensor_view *w, const float *x, int64_t n_tok, matmul_task *t) {
     const kern_type_ops *ko = &c->kt->ops[w->type];
     MICA_ASSERT(ko->gemm != NULL);
-    matmul_task t = {.gemm = ko->gemm, .w = w, .xa = x, .xa_row = (uint64_t)w->ne[0] * sizeof(float),
-                     .n_tok = n_tok, .y = y};
+    t->gemm = ko->gemm;
+    t->w = w;
+    t->xa = x;
+    t->xa_row = (uint64_t)w->ne[0] * sizeof(float);
+    t->n_tok = n_tok;
     if (ko->vec_dot_type != MICA_DTYPE_F32) {
         uint64_t row = 0;
         MICA_ASSERT(dtype_row_bytes(ko->vec_dot_type, w->ne[0], &row));
@@ -97,11 +104,61 @@ void ops_matmul(ops_ctx *c, const tensor_view *w, const float *x, int64_t n_tok,
         MICA_ASSERT(qt.from_float != NULL);
         if (n_tok > 1) pool_run(c->pool, quant_rows_task, &qt);
         else quant_rows_task(&qt, 0, 1);
-        t.xa = c->qbuf;
-        t.xa_row = row;
+        t->xa = c->qbuf;
+        t->xa_row = row;
     }
-    t.tok_chunk = (int64_t)MICA_MAX(1u, MATMUL_ACT_BYTES / t.xa_row);
+    t->tok_chunk = (int64_t)MICA_MAX(1u, MATMUL_ACT_BYTES / t->xa_row);
+}
+
+void ops_matmul(ops_ctx *c, const tensor_view *w, const float *x, int64_t n_tok, float *y) {
+    matmul_task t = {.y = y};
+    matmul_prepare(c, w, x, n_tok, &t);
     pool_run(c->pool, matmul_rows_task, &t);
+}
+
+/* ---- gate and up projections with SwiGLU ---- */
+
+typedef struct swiglu_task {
+    matmul_task gate, up; /* gate.y = out, up.y = the up scratch */
+} swiglu_task;
+
+/*
+ * Each thread takes the same row range of both matrices (matmul_rows_task's
+ * split), so the SwiGLU of its outputs needs no other thread's: gate rows,
+ * up rows, then out = silu(gate) * up over that range, token by token.
+ */
+static void swiglu_rows_task(void *arg, int ith, int nth) {
+    const swiglu_task *t = arg;
+    const int64_t N = t->gate.w->ne[1];
+    matmul_rows_task((void *)&t->gate, ith, nth);
+    matmul_rows_task((void *)&t->up, ith, nth);
+    const int64_t groups = (N + MATMUL_ROW_ALIGN - 1) / MATMUL_ROW_ALIGN;
+    int64_t gb, ge;
+    pool_split(groups, ith, nth, &gb, &ge);
+    const int64_t b = gb * MATMUL_ROW_ALIGN, e = MICA_MIN(ge * MATMUL_ROW_ALIGN, N);
+    for (int64_t i = 0; b < e && i < t->gate.n_tok; i++)
+        ops_swiglu(t->gate.y + i * N + b, t->gate.y + i * N + b, t->up.y + i * N + b, e - b);
+}
+
+void ops_matmul_swiglu(ops_ctx *c, const tensor_view *w_gate, const tensor_view *w_up, const float *x, int64_t n_tok,
+                       float *out, float *up) {
+    MICA_ASSERT(w_gate->ne[0] == w_up->ne[0] && w_gate->ne[1] == w_up->ne[1]);
+    const kern_type_ops *kg = &c->kt->ops[w_gate->type], *ku = &c->kt->ops[w_up->type];
+    swiglu_task t = {.gate = {.y = out}, .up = {.y = up}};
+    matmul_prepare(c, w_gate, x, n_tok, &t.gate);
+    if (ku->vec_dot_type == kg->vec_dot_type) { /* the same activation rows serve both */
+        t.up = t.gate;
+        t.up.gemm = ku->gemm;
+        t.up.w = w_up;
+        t.up.y = up;
+        MICA_ASSERT(t.up.gemm != NULL);
+        pool_run(c->pool, swiglu_rows_task, &t);
+        return;
+    }
+    /* different activation types: two products (the scratch holds one set of rows) */
+    pool_run(c->pool, matmul_rows_task, &t.gate);
+    ops_matmul(c, w_up, x, n_tok, up);
+    ops_swiglu(out, out, up, n_tok * w_gate->ne[1]);
 }
 
 void ops_get_row(const kern_table *kt, const tensor_view *w, int64_t row, float *out) {
@@ -112,6 +169,12 @@ void ops_get_row(const kern_table *kt, const tensor_view *w, int64_t row, float 
 /* ---- element-wise ---- */
 
 void ops_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (ops_cpu_avx512()) {
+        ops_rmsnorm_avx512(out, x, w, n, eps);
+        return;
+    }
+#endif
     float ss = 0.0f;
     for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
     ss = ss / (float)n + eps;
@@ -125,6 +188,12 @@ void ops_add_bias(float *x, const float *b, int64_t n, int64_t n_tok) {
 }
 
 void ops_swiglu(float *out, const float *gate, const float *up, int64_t n) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (ops_cpu_avx512()) {
+        ops_swiglu_avx512(out, gate, up, n);
+        return;
+    }
+#endif
     for (int64_t i = 0; i < n; i++) {
         const float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
@@ -162,128 +231,7 @@ void ops_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t
     }
 }
 
-/* ---- attention ---- */
-
-/* Dot product of two float rows with 8 independent partial sums, so the
- * compiler can keep them in one vector register (a single running sum would
- * force one add at a time). The order is fixed: results do not depend on
- * threads or batch sizes. */
-static float dot_f32(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-static void attention_task(void *arg, int ith, int nth) {
-    const ops_attn_args *a = arg;
-    const int64_t n_work = a->n_tok * a->n_head;
-    const int64_t group = a->n_head / a->n_head_kv;
-    float *att = a->scratch + (size_t)ith * (size_t)(a->pos0 + a->n_tok);
-    int64_t b, e;
-    pool_split(n_work, ith, nth, &b, &e);
-    for (int64_t wi = b; wi < e; wi++) {
-        const int64_t t = wi / a->n_head, h = wi % a->n_head, g = h / group;
-        const int64_t n_keys = a->pos0 + t + 1;
-        const float *q = a->q + (t * a->n_head + h) * a->head_dim;
-        for (int64_t j = 0; j < n_keys; j++) {
-            const float *k = a->k + j * a->k_stride + g * a->head_dim;
-            att[j] = dot_f32(q, k, a->head_dim) * a->scale;
-        }
-        ops_softmax(att, n_keys);
-        float *o = a->out + (t * a->n_head + h) * a->head_dim_v;
-        memset(o, 0, (size_t)a->head_dim_v * sizeof(float));
-        for (int64_t j = 0; j < n_keys; j++) {
-            const float *v = a->v + j * a->v_stride + g * a->head_dim_v;
-            const float p = att[j];
-            for (int64_t i = 0; i < a->head_dim_v; i++) o[i] += p * v[i];
-        }
-    }
-}
-
-void ops_attention(mica_pool *pool, const ops_attn_args *a) {
-    MICA_ASSERT(a->n_head_kv > 0 && a->n_head % a->n_head_kv == 0);
-    pool_run(pool, attention_task, (void *)a);
-}
-
-/* ---- attention with a window, sinks and ring addressing ---- */
-
-/* The first visible key position for a query at position p. */
-static int64_t attn_ext_first(const ops_attn_ext_args *a, int64_t p) {
-    return a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
-}
-
-int64_t ops_attention_ext_scratch(const ops_attn_ext_args *a) {
-    const int64_t last = a->pos0 + a->n_tok - 1;
-    const int64_t n_keys = last - attn_ext_first(a, last) + 1; /* the widest query is the last */
-    const int64_t deq = a->kv_type == MICA_DTYPE_F32 ? 0 : a->head_dim + a->head_dim_v;
-    return n_keys + deq;
-}
-
-/* Pointer to head g of row r, dequantised into buf unless the store is F32. */
-static const float *attn_ext_head(const ops_attn_ext_args *a, const void *base, uint64_t row_bytes,
-                                  int64_t r, int64_t g, int64_t d, float *buf) {
-    const uint8_t *row = (const uint8_t *)base + (uint64_t)r * row_bytes;
-    if (a->kv_type == MICA_DTYPE_F32) return (const float *)row + g * d;
-    uint64_t off = 0;
-    MICA_ASSERT(dtype_row_bytes(a->kv_type, g * d, &off));
-    a->kt->ops[a->kv_type].to_float(row + off, buf, d);
-    return buf;
-}
-
-static void attention_ext_task(void *arg, int ith, int nth) {
-    const ops_attn_ext_args *a = arg;
-    const int64_t n_work = a->n_tok * a->n_head;
-    const int64_t group = a->n_head / a->n_head_kv;
-    const int64_t hd = a->head_dim, hdv = a->head_dim_v;
-    float *att = a->scratch + (size_t)ith * (size_t)a->scratch_stride;
-    float *kbuf = att + (a->scratch_stride - (a->kv_type == MICA_DTYPE_F32 ? 0 : hd + hdv));
-    float *vbuf = kbuf + hd;
-    int64_t b, e;
-    pool_split(n_work, ith, nth, &b, &e);
-    for (int64_t wi = b; wi < e; wi++) {
-        const int64_t t = wi / a->n_head, h = wi % a->n_head, g = h / group;
-        const int64_t p = a->pos0 + t, j0 = attn_ext_first(a, p), n_keys = p - j0 + 1;
-        const float *q = a->q + (t * a->n_head + h) * hd;
-        /* scaled logits of the visible keys, oldest first */
-        float max = a->sinks ? a->sinks[h] : -INFINITY;
-        for (int64_t j = 0; j < n_keys; j++) {
-            const int64_t r = a->n_slots > 0 ? (j0 + j) % a->n_slots : j0 + j;
-            const float *k = attn_ext_head(a, a->k, a->k_row_bytes, r, g, hd, kbuf);
-            float s = 0.0f;
-            for (int64_t i = 0; i < hd; i++) s += q[i] * k[i];
-            att[j] = s * a->scale;
-            max = att[j] > max ? att[j] : max;
-        }
-        /* softmax whose denominator includes the sink's exp(s - m) */
-        float sum = a->sinks ? expf(a->sinks[h] - max) : 0.0f;
-        for (int64_t j = 0; j < n_keys; j++) {
-            att[j] = expf(att[j] - max);
-            sum += att[j];
-        }
-        const float inv = 1.0f / sum;
-        float *o = a->out + (t * a->n_head + h) * hdv;
-        memset(o, 0, (size_t)hdv * sizeof(float));
-        for (int64_t j = 0; j < n_keys; j++) {
-            const int64_t r = a->n_slots > 0 ? (j0 + j) % a->n_slots : j0 + j;
-            const float *v = attn_ext_head(a, a->v, a->v_row_bytes, r, g, hdv, vbuf);
-            const float pj = att[j] * inv;
-            for (int64_t i = 0; i < hdv; i++) o[i] += pj * v[i];
-        }
-    }
-}
-
-void ops_attention_ext(mica_pool *pool, const ops_attn_ext_args *a) {
-    MICA_ASSERT(a->n_head_kv > 0 && a->n_head % a->n_head_kv == 0 && a->n_tok >= 1 && a->pos0 >= 0);
-    MICA_ASSERT(a->window >= 0 && a->n_slots >= 0);
-    MICA_ASSERT(a->n_slots == 0 || (a->window > 0 && a->n_slots >= a->window + a->n_tok - 1));
-    MICA_ASSERT(a->kv_type == MICA_DTYPE_F32 || (a->kt && a->kt->ops[a->kv_type].to_float));
-    MICA_ASSERT(a->scratch_stride >= ops_attention_ext_scratch(a));
-    pool_run(pool, attention_ext_task, (void *)a);
-}
+/* ---- attention: ops_attention.c ---- */
 
 /* ---- RoPE with precomputed frequencies (DeepSeek YaRN) ---- */
 

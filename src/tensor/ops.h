@@ -48,16 +48,30 @@ size_t ops_qbuf_bytes(const kern_table *kt, uint32_t type, int64_t K, int64_t n_
 /* y[n_tok][N] = x[n_tok][K] . W^T (each y row = W times that x row). */
 void ops_matmul(ops_ctx *c, const tensor_view *w, const float *x, int64_t n_tok, float *y);
 
+/*
+ * The gated feed-forward input: out[n_tok][N] = silu(x . Wg^T) * (x . Wu^T)
+ * (both weights N rows of K), and up[n_tok][N] = x . Wu^T as a by-product
+ * (scratch the caller provides). Bit-identical to ops_matmul into out and
+ * up followed by ops_swiglu(out, out, up, n_tok * N), but when both weights
+ * take the same activation type the rows are quantised once, both products
+ * and the SwiGLU run in one pass over the pool (each thread on its own
+ * rows, while they are in cache). out and up do not alias x or each other.
+ */
+void ops_matmul_swiglu(ops_ctx *c, const tensor_view *w_gate, const tensor_view *w_up, const float *x, int64_t n_tok,
+                       float *out, float *up);
+
 /* Row `row` of w dequantised into out[ne[0]] (embedding lookup). */
 void ops_get_row(const kern_table *kt, const tensor_view *w, int64_t row, float *out);
 
-/* out = w * x / sqrt(mean(x^2) + eps), n elements (out may equal x). */
+/* out = w * x / sqrt(mean(x^2) + eps), n elements (out may equal x). On
+ * AVX-512 CPUs the sum of squares runs in 16 lanes (ops_avx512.h). */
 void ops_rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps);
 
 /* x[i] += b[i] for each of n_tok rows of n elements. */
 void ops_add_bias(float *x, const float *b, int64_t n, int64_t n_tok);
 
-/* out[i] = silu(gate[i]) * up[i]; out may equal gate. */
+/* out[i] = silu(gate[i]) * up[i]; out may equal gate. On AVX-512 CPUs exp is
+ * a polynomial of about 2 ulp (ops_avx512.h); the same for every caller. */
 void ops_swiglu(float *out, const float *gate, const float *up, int64_t n);
 
 /* x[i] = exp(x[i] - max) / sum, in place. */
@@ -81,9 +95,17 @@ void ops_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t
  * q: [n_tok][n_head * head_dim]; query t sits at position pos0 + t and sees
  * keys 0 .. pos0 + t. Key head g of token j is at k + j*k_stride + g*head_dim,
  * value head g at v + j*v_stride + g*head_dim_v. Query head h uses
- * kv head h / (n_head / n_head_kv). out: [n_tok][n_head * head_dim_v].
- * scores scaled by `scale`. Parallel over (token, head) on the pool; `scratch`
- * must hold pool_n_threads * (pos0 + n_tok) floats.
+ * kv head h / (n_head / n_head_kv). out: [n_tok][n_head * head_dim_v], must
+ * not alias q, k or v. Scores scaled by `scale`.
+ * Online softmax over blocks of keys (ops_attention.h): no score row is
+ * stored, each tile of queries reads the keys and values once. Outputs are
+ * bit-identical whatever the batch split (n_tok, pos0) of the same positions
+ * and the thread count. The implementation is the AVX-512 tile when kt is
+ * an AVX-512 table (kt NULL: when the CPU has AVX-512 F/BW/VL/DQ) and
+ * head_dim, head_dim_v are multiples of 16, else the portable one (a
+ * generic or AVX2 kt forces it). Parallel over tiles of
+ * (tokens, heads of one KV head) on the pool. `scratch` is not used (kept
+ * for callers written against the first version).
  */
 typedef struct ops_attn_args {
     const float *q;
@@ -93,7 +115,8 @@ typedef struct ops_attn_args {
     int64_t n_head, n_head_kv, head_dim, head_dim_v;
     int64_t k_stride, v_stride; /* floats between consecutive tokens in k and v */
     float scale;
-    float *scratch;
+    float *scratch;             /* unused */
+    const kern_table *kt;       /* optional: selects the implementation (above) */
 } ops_attn_args;
 
 void ops_attention(mica_pool *pool, const ops_attn_args *a);

@@ -139,7 +139,7 @@ TEST(ops_attention_matches_naive_gqa) {
     mica_pool *p = NULL;
     ASSERT_OK(pool_create(2, &p));
     float scratch[2 * (POS0 + NT)];
-    ops_attn_args a = {q, k, v, out, NT, POS0, NH, NKV, HD, HDV, NKV * HD, NKV * HDV, 0.35f, scratch};
+    ops_attn_args a = {q, k, v, out, NT, POS0, NH, NKV, HD, HDV, NKV * HD, NKV * HDV, 0.35f, scratch, NULL};
     ops_attention(p, &a);
     pool_free(p);
     for (int t = 0; t < NT; t++) {
@@ -160,4 +160,188 @@ TEST(ops_attention_matches_naive_gqa) {
             }
         }
     }
+}
+
+/*
+ * Online-softmax attention (ops_attention.h) over several key blocks, for
+ * every implementation this CPU runs (portable; AVX-512 when head dims are
+ * multiples of 16): against the formula in double, and bit-identical for
+ * any split of the same positions into calls (one call, token by token,
+ * uneven pieces) and any thread count.
+ */
+static void attn_naive(const float *q, const float *k, const float *v, int nt, int pos0, int nh, int nkv, int hd,
+                       int hdv, double scale, double *out) {
+    double *s = malloc(sizeof(double) * (size_t)(pos0 + nt));
+    for (int t = 0; t < nt; t++)
+        for (int h = 0; h < nh; h++) {
+            const int g = h / (nh / nkv), nk = pos0 + t + 1;
+            double mx = -1e300, sum = 0;
+            for (int j = 0; j < nk; j++) {
+                s[j] = 0;
+                for (int i = 0; i < hd; i++) s[j] += (double)q[(t * nh + h) * hd + i] * k[(j * nkv + g) * hd + i];
+                s[j] *= scale;
+                mx = fmax(mx, s[j]);
+            }
+            for (int j = 0; j < nk; j++) { s[j] = exp(s[j] - mx); sum += s[j]; }
+            for (int i = 0; i < hdv; i++) {
+                double o = 0;
+                for (int j = 0; j < nk; j++) o += s[j] / sum * v[(j * nkv + g) * hdv + i];
+                out[(t * nh + h) * hdv + i] = o;
+            }
+        }
+    free(s);
+}
+
+static void attn_blocks_case(const kern_table *kt, int nt, int pos0, int nh, int nkv, int hd, int hdv) {
+    const int n_kv = pos0 + nt;
+    float *q = malloc(sizeof(float) * nt * nh * hd), *k = malloc(sizeof(float) * n_kv * nkv * hd);
+    float *v = malloc(sizeof(float) * n_kv * nkv * hdv);
+    float *o1 = malloc(sizeof(float) * nt * nh * hdv), *o2 = malloc(sizeof(float) * nt * nh * hdv);
+    double *ref = malloc(sizeof(double) * nt * nh * hdv);
+    fill_normal(q, nt * nh * hd, 1.0f);
+    fill_normal(k, n_kv * nkv * hd, 1.0f);
+    fill_normal(v, n_kv * nkv * hdv, 1.0f);
+    const float scale = 1.0f / sqrtf((float)hd) * 2.0f; /* sharper than usual: large exp range */
+    mica_pool *p1 = NULL, *p3 = NULL;
+    ASSERT_OK(pool_create(1, &p1));
+    ASSERT_OK(pool_create(3, &p3));
+    /* positions pos0 .. pos0 + nt - 1 in one call, 3 threads */
+    ops_attn_args a = {.q = q, .k = k, .v = v, .out = o1, .n_tok = nt, .pos0 = pos0, .n_head = nh, .n_head_kv = nkv,
+                       .head_dim = hd, .head_dim_v = hdv, .k_stride = nkv * hd, .v_stride = nkv * hdv,
+                       .scale = scale, .kt = kt};
+    ops_attention(p3, &a);
+    attn_naive(q, k, v, nt, pos0, nh, nkv, hd, hdv, scale, ref);
+    for (int i = 0; i < nt * nh * hdv; i++) ASSERT_NEAR(o1[i], ref[i], 2e-5 * (1.0 + fabs(ref[i])));
+    /* the same positions in uneven pieces (1, 2, 3, ... tokens), 1 thread */
+    for (int t0 = 0, len = 1; t0 < nt; t0 += len, len++) {
+        ops_attn_args b = a;
+        b.n_tok = MICA_MIN(len, nt - t0);
+        b.pos0 = pos0 + t0;
+        b.q = q + (size_t)t0 * nh * hd;
+        b.out = o2 + (size_t)t0 * nh * hdv;
+        ops_attention(p1, &b);
+    }
+    ASSERT_TRUE(memcmp(o1, o2, sizeof(float) * nt * nh * hdv) == 0);
+    /* token by token, 3 threads */
+    for (int t0 = 0; t0 < nt; t0++) {
+        ops_attn_args b = a;
+        b.n_tok = 1;
+        b.pos0 = pos0 + t0;
+        b.q = q + (size_t)t0 * nh * hd;
+        b.out = o2 + (size_t)t0 * nh * hdv;
+        ops_attention(p3, &b);
+    }
+    ASSERT_TRUE(memcmp(o1, o2, sizeof(float) * nt * nh * hdv) == 0);
+    pool_free(p1);
+    pool_free(p3);
+    free(q); free(k); free(v); free(o1); free(o2); free(ref);
+}
+
+TEST(ops_attention_blocks_splits_isas) {
+    cpu_features cpu;
+    cpu_features_detect(&cpu);
+    for (int isa = KERN_ISA_GENERIC; isa < KERN_ISA_COUNT; isa++) {
+        if (!kern_isa_available((enum kern_isa)isa, &cpu)) continue;
+        kern_table kt;
+        kern_table_init(&kt, (enum kern_isa)isa);
+        /* several 32-key blocks, GQA 2 and 3, dims the AVX-512 tile takes and odd ones */
+        attn_blocks_case(&kt, 37, 45, 4, 2, 32, 16);
+        attn_blocks_case(&kt, 9, 70, 6, 2, 128, 64);
+        attn_blocks_case(&kt, 1, 100, 16, 1, 80, 144); /* MQA, one query: heads in several tiles */
+        attn_blocks_case(&kt, 11, 0, 3, 3, 8, 6);      /* not multiples of 16: portable path */
+        if (test_failed()) return;
+    }
+    attn_blocks_case(NULL, 20, 33, 4, 2, 32, 32); /* kt NULL: chosen from the CPU */
+}
+
+/*
+ * ops_matmul_swiglu: bit-identical to two ops_matmul and ops_swiglu (shared
+ * activation type, and a pair with different ones), any thread count and
+ * batch; F32 weights also against silu(x.g) * (x.u) in double.
+ */
+TEST(ops_matmul_swiglu_equals_separate) {
+    const uint32_t pairs[][2] = {{MICA_DTYPE_F32, MICA_DTYPE_F32}, {MICA_DTYPE_Q8_0, MICA_DTYPE_Q8_0},
+                                 {MICA_DTYPE_Q4_0, MICA_DTYPE_Q4_0}, {MICA_DTYPE_Q4_K, MICA_DTYPE_Q6_K},
+                                 {MICA_DTYPE_Q8_0, MICA_DTYPE_Q4_K}};
+    enum { K = 256, N = 45, T = 11 };
+    cpu_features cpu;
+    cpu_features_detect(&cpu);
+    kern_table kt;
+    kern_table_init(&kt, kern_best_isa(&cpu));
+    float *wf = malloc(sizeof(float) * K * N * 2), *x = malloc(sizeof(float) * K * T);
+    float *g = malloc(sizeof(float) * N * T), *u = malloc(sizeof(float) * N * T);
+    float *o = malloc(sizeof(float) * N * T), *u2 = malloc(sizeof(float) * N * T);
+    fill_normal(wf, K * N * 2, 0.1f);
+    fill_normal(x, K * T, 1.0f);
+    mica_pool *pools[2] = {NULL, NULL};
+    ASSERT_OK(pool_create(1, &pools[0]));
+    ASSERT_OK(pool_create(3, &pools[1]));
+    for (size_t pi = 0; pi < MICA_ARRAY_LEN(pairs); pi++) {
+        uint8_t *wq[2];
+        tensor_view w[2];
+        size_t qb = 0;
+        for (int m = 0; m < 2; m++) {
+            const uint32_t t = pairs[pi][m];
+            uint64_t rb = 0;
+            ASSERT_TRUE(dtype_row_bytes(t, K, &rb));
+            wq[m] = malloc(rb * N);
+            for (int r = 0; r < N; r++) {
+                if (t == MICA_DTYPE_F32) memcpy(wq[m] + rb * r, wf + (m * N + r) * K, sizeof(float) * K);
+                else kt.ops[t].from_float(wf + (m * N + r) * K, wq[m] + rb * r, K);
+            }
+            w[m] = (tensor_view){"w", t, {K, N, 1, 1}, rb, wq[m]};
+            qb = MICA_MAX(qb, ops_qbuf_bytes(&kt, t, K, T));
+        }
+        void *qbuf = qb ? malloc(qb) : NULL;
+        for (int p = 0; p < 2; p++) {
+            for (int nt = 1; nt <= T; nt += T - 1) {
+                ops_ctx c = {pools[p], &kt, qbuf, qb};
+                ops_matmul(&c, &w[0], x, nt, g);
+                ops_matmul(&c, &w[1], x, nt, u);
+                ops_swiglu(g, g, u, (int64_t)nt * N);
+                ops_matmul_swiglu(&c, &w[0], &w[1], x, nt, o, u2);
+                ASSERT_TRUE(memcmp(g, o, sizeof(float) * N * nt) == 0);
+                ASSERT_TRUE(memcmp(u, u2, sizeof(float) * N * nt) == 0);
+                if (pairs[pi][0] != MICA_DTYPE_F32) continue;
+                for (int i = 0; i < nt * N; i++) {
+                    const int t = i / N, r = i % N;
+                    double dg = 0, du = 0;
+                    for (int k = 0; k < K; k++) {
+                        dg += (double)wf[r * K + k] * x[t * K + k];
+                        du += (double)wf[(N + r) * K + k] * x[t * K + k];
+                    }
+                    const double ref = dg / (1.0 + exp(-dg)) * du;
+                    ASSERT_NEAR(o[i], ref, 1e-4 * (1.0 + fabs(ref)));
+                }
+            }
+        }
+        free(qbuf);
+        free(wq[0]);
+        free(wq[1]);
+    }
+    pool_free(pools[0]);
+    pool_free(pools[1]);
+    free(wf); free(x); free(g); free(u); free(o); free(u2);
+}
+
+/* SwiGLU against silu(g) * u in double over the float range that matters
+ * (including |g| large enough to saturate exp), odd lengths for the
+ * vector tails; out may equal gate. */
+TEST(ops_swiglu_formula) {
+    enum { N = 203 };
+    float g[N], u[N], o[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = (float)(i - N / 2) * 0.75f; /* -75.75 .. 75.75 */
+        u[i] = 1.0f + 0.01f * (float)i;
+    }
+    g[0] = -120.0f;
+    g[1] = 95.0f;
+    ops_swiglu(o, g, u, N);
+    for (int i = 0; i < N; i++) {
+        const double ref = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        ASSERT_NEAR(o[i], ref, 4e-7 * fabs(ref) + 1e-30);
+    }
+    memcpy(o, g, sizeof g);
+    ops_swiglu(o, o, u, 7);
+    for (int i = 0; i < 7; i++) ASSERT_NEAR(o[i], (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i], 4e-7 * fabs((double)g[i] * u[i]) + 1e-30);
 }
