@@ -44,6 +44,7 @@ static const char bench_usage[] =
     "  -n, --n-gen N           generated tokens of the tg test; 0 skips it (default 128)\n"
     "  -d, --depth D           tokens already in the KV cache before each test (default 0)\n"
     "  -t, --threads N         threads (default: all cores)\n"
+    "      --kv-type T         KV-cache rows: f32 (default), f16 or q8_0\n"
     "  -r, --repetitions N     timed runs per test (default 3)\n"
     "  -o, --output md|json    markdown table, or one JSON object per row (default md)\n"
     "      --no-membw          skip the memory-bandwidth probe before tg tests\n"
@@ -63,6 +64,7 @@ typedef struct bench_opts {
     int64_t n_prompt, n_gen, depth, n_threads, reps, membw_mib;
     bool json, no_membw, membw_only;
     uint64_t mem_budget;
+    int32_t kv_type; /* mica_kv_type */
 } bench_opts;
 
 /* ---- options ---- */
@@ -103,6 +105,9 @@ static bool bench_parse(int argc, char **argv, bench_opts *o, bool *help) {
             if (!VAL() || !cli_parse_i64(arg, val, 1, 1 << 20, &o->membw_mib)) return false;
         } else if (!strcmp(arg, "--mem-budget")) {
             if (!VAL() || !cli_parse_size(arg, val, &o->mem_budget)) return false;
+        } else if (!strcmp(arg, "--kv-type")) {
+            if (!VAL()) return false;
+            if (!mica_kv_type_parse(val, &o->kv_type)) { cli_error("--kv-type: '%s' is not f32, f16 or q8_0", val); return false; }
         } else if (!strcmp(arg, "--no-membw")) {
             o->no_membw = true;
         } else if (!strcmp(arg, "--membw")) {
@@ -432,6 +437,7 @@ static bool bench_model(const bench_opts *o, const char *path, double membw, boo
     mica_session_params sp = mica_session_params_default();
     sp.n_ctx = (int32_t)n_ctx;
     sp.n_threads = (int32_t)o->n_threads;
+    sp.kv_type = o->kv_type;
     if (mica_session_create(m, &sp, &s, err, sizeof err) != MICA_OK) {
         cli_error("%s", err);
         goto done;

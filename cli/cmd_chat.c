@@ -32,6 +32,7 @@ static const char chat_usage[] =
     "  -n, --n-predict N     most tokens per answer (default 512)\n"
     "  -c, --ctx-size N      context size (default: model's, at most 4096)\n"
     "  -t, --threads N       threads (default: all cores)\n"
+    "      --kv-type T       KV-cache rows: f32 (default), f16 or q8_0\n"
     "      --mem-budget SIZE RAM for the weights, e.g. 4G (default: automatic); routed\n"
     "                        experts stream from the file when the model exceeds it\n"
     "      --temp T, --top-k K, --top-p P, --min-p P, --repeat-penalty R, --seed S\n"
@@ -427,6 +428,7 @@ int cmd_chat(int argc, char **argv) {
     int64_t n_ctx = 0, n_threads = 0, v = 0;
     uint64_t mem_budget = 0;
     uint64_t u = 0;
+    int32_t kv_type = MICA_KV_F32;
     chat c = {.n_predict = 512};
     mica_sampler_params sp = mica_sampler_params_default();
     bool seed_set = false;
@@ -445,6 +447,9 @@ int cmd_chat(int argc, char **argv) {
             if (!VAL() || !cli_parse_i64(arg, val, 1, MICA_MAX_THREADS, &n_threads)) return 1;
         } else if (!strcmp(arg, "--mem-budget")) {
             if (!VAL() || !cli_parse_size(arg, val, &mem_budget)) return 1;
+        } else if (!strcmp(arg, "--kv-type")) {
+            if (!VAL()) return 1;
+            if (!mica_kv_type_parse(val, &kv_type)) return cli_error("--kv-type: '%s' is not f32, f16 or q8_0", val);
         } else if (!strcmp(arg, "--temp")) {
             if (!VAL() || !cli_parse_f32(arg, val, 0.0, 100.0, &sp.temperature)) return 1;
         } else if (!strcmp(arg, "--top-k")) {
@@ -476,6 +481,7 @@ int cmd_chat(int argc, char **argv) {
     mica_session_params spp = mica_session_params_default();
     spp.n_ctx = (int32_t)n_ctx;
     spp.n_threads = (int32_t)n_threads;
+    spp.kv_type = kv_type;
     if (mica_session_create(c.m, &spp, &c.s, err, sizeof err) != MICA_OK) { cli_error("%s", err); goto done; }
     if (mica_sampler_create(&sp, &c.smp) != MICA_OK) { cli_error("invalid sampling parameters"); goto done; }
     if (mica_detok_create(c.m, &c.dt) != MICA_OK) { cli_error("the model has no vocabulary"); goto done; }

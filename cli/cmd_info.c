@@ -10,27 +10,39 @@
 #include "mica.h"
 
 static const char info_usage[] =
-    "usage: mica info MODEL [-c N]\n"
+    "usage: mica info MODEL [-c N] [--kv-type f32|f16|q8_0]\n"
     "\n"
     "Prints the architecture, hyperparameters, tensor-type histogram, parameter\n"
     "count, file size and weight bytes read per generated token.\n"
     "  -c N   also the KV-cache bytes of a session with an N-token context\n"
+    "  --kv-type T  KV-cache row type for the bytes per token and -c (default f32)\n"
     "  --mem-budget SIZE  the memory plan under this budget (e.g. 4G; default\n"
-    "         automatic): what stays resident and what streams from the file\n";
+    "         automatic): what stays resident and what streams from the file,\n"
+    "         and the predicted decode tokens/s (measures disk and memory read\n"
+    "         bandwidth for about a second; the lines say how it is computed)\n";
 
 int cmd_info(int argc, char **argv) {
     const char *model = NULL;
     long n_ctx = 0;
     uint64_t mem_budget = 0;
+    bool predict = false;
+    int32_t kv_type = MICA_KV_F32;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fputs(info_usage, stdout); return 0; }
         if (!strcmp(argv[i], "--mem-budget")) {
             if (i + 1 >= argc) return cli_error("option --mem-budget needs a value");
             if (!cli_parse_size(argv[i], argv[i + 1], &mem_budget)) return 1;
+            predict = true;
             i++;
             continue;
         }
         if (!strcmp(argv[i], "-m") && i + 1 < argc) { model = argv[++i]; continue; }
+        if (!strcmp(argv[i], "--kv-type")) {
+            if (i + 1 >= argc || !mica_kv_type_parse(argv[i + 1], &kv_type))
+                return cli_error("info: --kv-type needs f32, f16 or q8_0");
+            i++;
+            continue;
+        }
         if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size")) {
             char *end = NULL;
             n_ctx = i + 1 < argc ? strtol(argv[++i], &end, 10) : 0;
@@ -54,13 +66,24 @@ int cmd_info(int argc, char **argv) {
     mica_model_describe(m, buf, need + 1);
     fputs(buf, stdout);
     free(buf);
+    if (kv_type != MICA_KV_F32) { /* per token, as the description prints it for f32 */
+        const int32_t big = 1 << 20;
+        const uint64_t k1 = mica_model_kv_bytes_typed(m, big, kv_type), k2 = mica_model_kv_bytes_typed(m, 2 * big, kv_type);
+        if (k1 && k1 != UINT64_MAX && k2 != UINT64_MAX && k2 >= k1)
+            printf("kv bytes/token:  %" PRIu64 " (%s)\n", (k2 - k1) / (uint64_t)big, mica_kv_type_name(kv_type));
+    }
     if (n_ctx > 0) {
-        uint64_t kv = mica_model_kv_bytes(m, (int32_t)n_ctx);
-        printf("kv cache -c %ld:  %" PRIu64 " bytes (%.2f MiB, f32)\n", n_ctx, kv, (double)kv / 1048576.0);
+        uint64_t kv = mica_model_kv_bytes_typed(m, (int32_t)n_ctx, kv_type);
+        printf("kv cache -c %ld:  %" PRIu64 " bytes (%.2f MiB, %s)\n", n_ctx, kv, (double)kv / 1048576.0,
+               mica_kv_type_name(kv_type));
     }
     char plan[2048];
     mica_model_describe_memory(m, plan, sizeof plan);
     fputs(plan, stdout);
+    if (predict) {
+        mica_model_describe_speed(m, plan, sizeof plan);
+        fputs(plan, stdout);
+    }
     mica_model_free(m);
     return 0;
 }

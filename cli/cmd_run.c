@@ -28,17 +28,21 @@ static const char run_usage[] =
     "      --seed S            RNG seed (default: random, printed on stderr)\n"
     "  -t, --threads N         threads (default: all cores)\n"
     "  -c, --ctx-size N        context size (default: model's, at most 4096)\n"
+    "      --kv-type T         KV-cache rows: f32 (default), f16 or q8_0\n"
     "      --ids               print the generated token ids instead of text\n"
+    "      --json-schema FILE  constrain the output to JSON valid against the JSON Schema in FILE\n"
     "      --mem-budget SIZE   RAM for the weights, e.g. 4G or 512M (default: automatic);\n"
     "                          routed experts stream from the file when the model exceeds it\n"
     "      --stats             expert-streaming report per token and in total (stderr)\n";
 
 typedef struct run_opts {
     const char *model, *prompt, *ids_in;
+    const char *json_schema; /* --json-schema FILE */
     int64_t n_predict, n_threads, n_ctx;
     mica_sampler_params sp;
     bool seed_set, print_ids, stats;
     uint64_t mem_budget;
+    int32_t kv_type; /* mica_kv_type */
 } run_opts;
 
 /* Parses the options shared by run and logits; returns false after printing an error. */
@@ -80,10 +84,16 @@ static bool parse_run(int argc, char **argv, run_opts *o, bool *help) {
             o->seed_set = true;
         } else if (!strcmp(arg, "--ids")) {
             o->print_ids = true;
+        } else if (!strcmp(arg, "--json-schema")) {
+            if (!VAL()) return false;
+            o->json_schema = val;
         } else if (!strcmp(arg, "--mem-budget")) {
             if (!VAL() || !cli_parse_size(arg, val, &o->mem_budget)) return false;
         } else if (!strcmp(arg, "--stats")) {
             o->stats = true;
+        } else if (!strcmp(arg, "--kv-type")) {
+            if (!VAL()) return false;
+            if (!mica_kv_type_parse(val, &o->kv_type)) { cli_error("--kv-type: '%s' is not f32, f16 or q8_0", val); return false; }
         } else {
             cli_error("unknown option '%s' (see --help)", arg);
             return false;
@@ -106,6 +116,7 @@ static bool open_model(const run_opts *o, int64_t n_ctx, mica_model **m, mica_se
     mica_session_params sp = mica_session_params_default();
     sp.n_ctx = (int32_t)n_ctx;
     sp.n_threads = (int32_t)o->n_threads;
+    sp.kv_type = o->kv_type;
     if (mica_session_create(*m, &sp, s, err, sizeof err) != MICA_OK) {
         cli_error("%s", err);
         mica_model_free(*m);
@@ -145,6 +156,38 @@ static bool prompt_ids(const run_opts *o, const mica_model *m, int32_t **ids, in
     return true;
 }
 
+/* --json-schema: reads the schema, compiles it and attaches it to the sampler; false after an error line. */
+static bool run_attach_schema(const mica_model *m, mica_sampler *smp, const char *path, mica_grammar_vocab **gv,
+                              mica_grammar **g) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("--json-schema: cannot open %s", path);
+        return false;
+    }
+    char *text = malloc((1u << 20) + 1);
+    size_t n = text ? fread(text, 1, 1u << 20, f) : 0;
+    bool too_long = text && n == (1u << 20) && fgetc(f) != EOF;
+    fclose(f);
+    if (!text || too_long) {
+        free(text);
+        cli_error("--json-schema: %s is larger than 1 MiB", path);
+        return false;
+    }
+    text[n] = '\0';
+    char err[512];
+    mica_grammar_params gp = mica_grammar_params_default();
+    gp.json_schema = text;
+    bool ok = mica_grammar_vocab_create(m, gv, err, sizeof err) == MICA_OK &&
+              mica_grammar_create(*gv, &gp, g, err, sizeof err) == MICA_OK;
+    free(text);
+    if (!ok) {
+        cli_error("--json-schema %s: %s", path, err);
+        return false;
+    }
+    mica_sampler_set_grammar(smp, *g);
+    return true;
+}
+
 int cmd_run(int argc, char **argv) {
     run_opts o = {.n_predict = 128, .sp = mica_sampler_params_default()};
     bool help = false;
@@ -158,6 +201,8 @@ int cmd_run(int argc, char **argv) {
     mica_model *m = NULL;
     mica_session *s = NULL;
     mica_sampler *smp = NULL;
+    mica_grammar_vocab *gvocab = NULL;
+    mica_grammar *grammar = NULL;
     int32_t *ids = NULL, n_prompt = 0;
     int rc = 1;
     /* The context is opened after tokenizing, so the default can fit the prompt. */
@@ -174,6 +219,7 @@ int cmd_run(int argc, char **argv) {
         mica_session_params sp = mica_session_params_default();
         sp.n_ctx = (int32_t)o.n_ctx;
         sp.n_threads = (int32_t)o.n_threads;
+        sp.kv_type = o.kv_type;
         if (mica_session_create(m, &sp, &s, err, sizeof err) != MICA_OK) { cli_error("%s", err); goto done; }
     }
     if (n_prompt >= mica_session_n_ctx(s)) {
@@ -197,6 +243,7 @@ int cmd_run(int argc, char **argv) {
         fflush(stdout);
     }
     for (int32_t i = 0; i < n_prompt; i++) mica_sampler_accept(smp, ids[i]);
+    if (o.json_schema && !run_attach_schema(m, smp, o.json_schema, &gvocab, &grammar)) goto done;
 
     mica_expert_stats st_prev = {0}, st_gen = {0};
     double t1 = cli_now();
@@ -227,6 +274,7 @@ int cmd_run(int argc, char **argv) {
         fflush(stdout);
         prev = tok;
         if (n_gen + 1 == o.n_predict) { n_gen++; break; }
+        if (grammar && mica_grammar_done(grammar)) { n_gen++; break; } /* the JSON value is complete */
         if (mica_session_n_past(s) >= mica_session_n_ctx(s)) {
             n_gen++;
             fprintf(stderr, "mica: context of %d tokens is full; stopping\n", mica_session_n_ctx(s));
@@ -254,6 +302,8 @@ int cmd_run(int argc, char **argv) {
 done:
     free(ids);
     mica_sampler_free(smp);
+    mica_grammar_free(grammar);
+    mica_grammar_vocab_free(gvocab);
     mica_session_free(s);
     mica_model_free(m);
     return rc;
@@ -261,6 +311,7 @@ done:
 
 static const char logits_usage[] =
     "usage: mica logits -m MODEL (-p TEXT | --ids \"ID ...\") -o FILE [-t THREADS] [--mem-budget SIZE]\n"
+    "                   [--kv-type f32|f16|q8_0]\n"
     "\n"
     "Evaluates the prompt and writes every position's logits to FILE as\n"
     "little-endian float32, n_tokens x n_vocab, row-major. -p adds BOS as the\n"
@@ -270,6 +321,7 @@ int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *ids_s = NULL, *outp = NULL;
     int64_t n_threads = 0;
     uint64_t mem_budget = 0;
+    int32_t kv_type = MICA_KV_F32;
     cli_args a = {argc, 0, argv, false};
     const char *arg;
     while ((arg = cli_next(&a))) {
@@ -282,6 +334,10 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(arg, "--mem-budget")) {
             if (!(val = cli_value(&a, arg)) || !cli_parse_size(arg, val, &mem_budget)) return 1;
         }
+        else if (!strcmp(arg, "--kv-type")) {
+            if (!(val = cli_value(&a, arg))) return 1;
+            if (!mica_kv_type_parse(val, &kv_type)) return cli_error("--kv-type: '%s' is not f32, f16 or q8_0", val);
+        }
         else if (!strcmp(arg, "-t") || !strcmp(arg, "--threads")) {
             if (!(val = cli_value(&a, arg)) || !cli_parse_i64(arg, val, 1, MICA_MAX_THREADS, &n_threads)) return 1;
         } else return cli_error("unknown option '%s' (see --help)", arg);
@@ -291,7 +347,7 @@ int cmd_logits(int argc, char **argv) {
     if (!prompt == !ids_s) return cli_error("logits: give exactly one of -p TEXT and --ids");
 
     run_opts o = {.model = model, .prompt = prompt, .ids_in = ids_s, .n_threads = n_threads,
-                  .mem_budget = mem_budget};
+                  .mem_budget = mem_budget, .kv_type = kv_type};
     mica_model *m = NULL;
     mica_session *s = NULL;
     int32_t *ids = NULL, n = 0;

@@ -82,7 +82,9 @@ typedef struct mica_model_params {
      * MICA_ERR_LIMIT and a message stating the minimum in bytes.
      */
     uint64_t mem_budget;
-    int32_t n_io_threads; /* expert reader threads when streaming; 0 = 4 (max 64) */
+    int32_t n_io_threads; /* expert reader threads when streaming without io_uring (where the kernel
+                             allows io_uring, one thread keeps up to 16 expert reads in flight);
+                             0 = 4 (max 64) */
     bool buffered_io;     /* read experts through the page cache; default false = O_DIRECT where the
                              filesystem allows it (else buffered, noted once in mica_model_note) */
 } mica_model_params;
@@ -169,6 +171,8 @@ typedef struct mica_expert_stats {
     uint64_t prefetch_reads, prefetch_used;
     uint64_t reads, read_errors, bytes_read, evictions;
     double io_busy_seconds, stall_seconds;
+    int32_t pinned_experts;   /* experts pinned for good: the hot set from the usage statistics */
+    bool io_uring;            /* reads go through io_uring (else pread threads) */
 } mica_expert_stats;
 
 void mica_model_expert_stats(const mica_model *model, mica_expert_stats *out);
@@ -186,6 +190,26 @@ const char *mica_model_note(const mica_model *model);
  * stream. Returns the length the full text needs, excluding the NUL.
  */
 size_t mica_model_describe_memory(const mica_model *model, char *buf, size_t cap);
+
+/*
+ * Predicts decode tokens/s under the model's memory plan and writes how
+ * (several lines, like mica_model_describe_memory). It measures, taking
+ * about a second: the disk's read bandwidth (a short O_DIRECT sample of the
+ * model file: expert-sized reads at spread offsets from 4 threads) and the
+ * memory's read bandwidth (one thread summing 256 MiB). Then
+ *   hit rate   = the expected expert-cache hit rate: the share of lookups
+ *                that went to the cache's n_slots most used experts in the
+ *                usage statistics, or n_slots / experts without them (1 when
+ *                nothing streams);
+ *   disk bytes = (1 - hit rate) * expert lookups per token * bytes of one
+ *                aligned expert read;
+ *   tokens/s   = 1 / (bytes_per_token / memory GB/s + disk bytes / disk GB/s)
+ *                (reads not overlapped with compute; the line also gives the
+ *                fully overlapped bound 1 / max(...)).
+ * Returns the length the full text needs, excluding the NUL. Not for a
+ * model in use by sessions on other threads (it competes for the disk).
+ */
+size_t mica_model_describe_speed(const mica_model *model, char *buf, size_t cap);
 
 /* ---- tokens ---- */
 
@@ -312,7 +336,38 @@ typedef struct mica_session_params {
     int32_t n_ctx;     /* context length in tokens; 0 = the model's training context, capped at 4096 */
     int32_t n_threads; /* worker threads; 0 = number of online CPUs */
     int32_t n_batch;   /* prompt tokens evaluated per batch; 0 = 512 */
+    int32_t kv_type;   /* a mica_kv_type: element type of the KV-cache rows; 0 = F32 */
 } mica_session_params;
+
+/*
+ * Element types of the key/value cache. F32 is exact. F16 halves the cache
+ * (rounding to 11 significant bits). Q8_0 stores blocks of 32 values as one
+ * f16 scale and 32 int8 (34 bytes for 128 of F32: 0.27x), each value
+ * rounded to within half a step of max|block|/127; keys and values are
+ * dequantised when attention reads them. Q8_0 needs head sizes (DeepSeek:
+ * the latent width) that are multiples of 32; otherwise session creation
+ * fails with MICA_ERR_INVALID_ARG.
+ */
+typedef enum mica_kv_type {
+    MICA_KV_F32 = 0,
+    MICA_KV_F16 = 1,
+    MICA_KV_Q8_0 = 2,
+} mica_kv_type;
+
+/* "f32", "f16", "q8_0"; "?" for an unknown value. Static. */
+const char *mica_kv_type_name(int32_t kv_type);
+
+/* Parses "f32", "f16" or "q8_0" (case-insensitive). Returns false if unknown. */
+bool mica_kv_type_parse(const char *name, int32_t *out);
+
+/*
+ * Bytes of key/value cache a session of n_ctx positions with rows of
+ * kv_type allocates (the default batch of 512); mica_model_kv_bytes is this
+ * for F32. 0 for a vocabulary-only model, n_ctx <= 0 or an unknown type;
+ * UINT64_MAX if the size overflows or the type cannot hold the model's rows.
+ * Thread-safe.
+ */
+uint64_t mica_model_kv_bytes_typed(const mica_model *model, int32_t n_ctx, int32_t kv_type);
 
 mica_session_params mica_session_params_default(void);
 
@@ -362,6 +417,9 @@ mica_status mica_session_truncate(mica_session *s, int32_t n_keep);
 /* Message of the last failed call on this session; "" if none. Borrowed. */
 const char *mica_session_errmsg(const mica_session *s);
 
+/* Bytes of key/value rows the session's cache allocated (measured at creation). */
+uint64_t mica_session_kv_bytes(const mica_session *s);
+
 /* ---- sampler ---- */
 
 typedef struct mica_sampler mica_sampler;
@@ -389,8 +447,92 @@ void mica_sampler_free(mica_sampler *smp);
  */
 int32_t mica_sampler_sample(mica_sampler *smp, const float *logits, int32_t n_vocab);
 
-/* Records a token in the sampler's history (for the repetition penalty). */
+/* Records a token in the sampler's history (for the repetition penalty) and
+ * advances the sampler's grammar, if one is set. */
 void mica_sampler_accept(mica_sampler *smp, int32_t token);
+
+/* ---- constrained decoding (JSON Schema grammars) ---- */
+
+/*
+ * The vocabulary as a grammar sees it: every token's bytes (its piece with
+ * no previous token) in a trie, and which tokens end a generation (EOG;
+ * allowed only where the grammar may end). Control tokens that do not end a
+ * generation are never allowed under a grammar. Build it once per model and
+ * share it: it is immutable and thread-safe; the model must outlive it.
+ */
+typedef struct mica_grammar_vocab mica_grammar_vocab;
+
+/* Returns MICA_OK, MICA_ERR_INVALID_ARG (no vocabulary) or MICA_ERR_NOMEM,
+ * with a message in err. Free with mica_grammar_vocab_free. */
+mica_status mica_grammar_vocab_create(const mica_model *model, mica_grammar_vocab **out, char *err,
+                                      size_t err_cap);
+void mica_grammar_vocab_free(mica_grammar_vocab *gv);
+
+/*
+ * A grammar over the generated text and its matching state. The language:
+ *   prefix VALUE suffix (repeat_prefix VALUE suffix){0, max_values - 1}
+ * where VALUE is a JSON text that validates against json_schema (the subset
+ * and its limits are described in src/sample/json_schema.h: object,
+ * properties, required, additionalProperties, items, minItems, maxItems,
+ * minLength, maxLength, format (date, time, date-time, uuid, email, ipv4),
+ * minimum/maximum (integers; integral bounds >= 0 for numbers), enum,
+ * const, type lists, anyOf, oneOf, local $ref;
+ * annotations ignored; other keywords rejected by name). Between JSON tokens
+ * the text may have nothing, one space, or a newline and up to 20 spaces or
+ * tabs of indentation; nothing around VALUE.
+ * With a trigger, text is free until the trigger appears in it; then the
+ * grammar constrains what follows, and after a complete sentence the text is
+ * free again (tool calls a model opens on its own).
+ */
+typedef struct mica_grammar mica_grammar;
+
+typedef struct mica_grammar_params {
+    const char *json_schema;   /* NUL-terminated JSON Schema; NULL: any JSON object */
+    const char *prefix;        /* literal text before the value, or NULL */
+    const char *suffix;        /* literal text after each value, or NULL */
+    const char *repeat_prefix; /* NULL, or the literal that starts another value */
+    int32_t max_values;        /* values at most with repeat_prefix; default 1 (1..64) */
+    const char *trigger;       /* NULL: constrained from the start */
+} mica_grammar_params;
+
+mica_grammar_params mica_grammar_params_default(void);
+
+/*
+ * Compiles a grammar for vocab (borrowed: it must outlive the grammar).
+ * Returns MICA_OK, MICA_ERR_INVALID_ARG (the schema is not JSON or not a
+ * schema, or cannot be satisfied), MICA_ERR_UNSUPPORTED (a keyword the
+ * grammar cannot honour; the message names it and its location, e.g.
+ * "unsupported JSON Schema keyword 'pattern' at #/properties/zip"),
+ * MICA_ERR_LIMIT (size or depth caps) or MICA_ERR_NOMEM, with a message in
+ * err. Free with mica_grammar_free. One grammar belongs to one thread.
+ */
+mica_status mica_grammar_create(const mica_grammar_vocab *vocab, const mica_grammar_params *params,
+                                mica_grammar **out, char *err, size_t err_cap);
+void mica_grammar_free(mica_grammar *g);
+/* Back to the start (for the next choice or request). */
+void mica_grammar_reset(mica_grammar *g);
+/* Advances by a generated token; false if the token is not allowed (the
+ * state is then unchanged). */
+bool mica_grammar_accept(mica_grammar *g, int32_t token);
+/* True if token is allowed next. */
+bool mica_grammar_allows(mica_grammar *g, int32_t token);
+/* Sets logits[i] = -inf for every token not allowed next; returns how many
+ * are allowed (n_vocab when the grammar is not engaged; -1 out of memory). */
+int32_t mica_grammar_mask(mica_grammar *g, float *logits, int32_t n_vocab);
+/* The text so far is a complete sentence (always true when not engaged). */
+bool mica_grammar_can_end(const mica_grammar *g);
+/* Complete and nothing may follow: only an end-of-generation token. */
+bool mica_grammar_done(const mica_grammar *g);
+
+/*
+ * Attaches a grammar to a sampler (borrowed; NULL detaches). Then
+ * mica_sampler_sample returns only allowed tokens: it samples as usual and
+ * keeps the token if the grammar allows it; otherwise it masks the logits
+ * (mica_grammar_mask) and samples again from the allowed tokens, which
+ * equals sampling from the masked distribution when no truncation (top-k,
+ * top-p, min-p) applies. mica_sampler_accept advances the grammar.
+ */
+void mica_sampler_set_grammar(mica_sampler *smp, mica_grammar *g);
 
 /* ---- conversion ---- */
 

@@ -38,6 +38,9 @@ run_suite oracle tests/scripts/oracle.sh
 run_suite llamacpp tests/scripts/llamacpp_oracle.sh
 run_suite bench-smoke tests/scripts/bench_smoke.sh
 run_suite stream tests/scripts/stream.sh
+run_suite info-params tests/scripts/info_params.sh
+run_suite kv-type-cli tests/scripts/kv_type_cli.sh
+run_suite mimo-mini tests/scripts/mimo_mini.sh
 
 run_suite server tests/scripts/server.sh
 

@@ -1,10 +1,12 @@
 /*
  * mica-gen - writes random-weight GGUF test models (see src/convert/gen.h).
  *
- *   mica-gen --preset NAME [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q6_K] [--seed N]
- *            [--vocab VOCAB.gguf] [--chat-template FILE] -o OUT.gguf
+ *   mica-gen --preset NAME [--type TYPE] [--seed N]
+ *            [--vocab VOCAB.gguf] [--chat-template FILE] [--sparse] -o OUT.gguf
  *   mica-gen --list
  *
+ * TYPE: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, Q2_K,
+ * Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS (gen_type_supported).
  * Prints nothing on stdout except the --list table; an error is one line on
  * stderr and exit status 1.
  */
@@ -13,14 +15,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "convert/gen.h"
 #include "tensor/dtype.h"
 
+#define GEN_CLI_USAGE                                                                                  \
+    "usage: mica-gen --preset NAME [--type TYPE] [--seed N] [--vocab VOCAB.gguf] [--chat-template FILE] " \
+    "[--threads N] [--sparse] -o OUT.gguf | mica-gen --list"
+
+/* A usage error: one line on stderr, status 1 (the options are in --help). */
 static int gen_cli_usage(void) {
-    fprintf(stderr, "usage: mica-gen --preset NAME [--type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q6_K] "
-                    "[--seed N] [--vocab VOCAB.gguf] [--chat-template FILE] -o OUT.gguf | mica-gen --list\n");
+    fprintf(stderr, GEN_CLI_USAGE " (mica-gen --help: the options)\n");
     return 1;
+}
+
+/* --help: the synopsis and the options on stdout, status 0. */
+static int gen_cli_help(void) {
+    fprintf(stdout, GEN_CLI_USAGE "\n"
+                    "  --type TYPE  F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL MXFP4 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS\n"
+                    "  --threads N  generate rows on N threads (default: all CPUs; the bytes do not change)\n"
+                    "  --sparse  leave every tensor's data as a file hole (reads as zeros): the full size and\n"
+                    "            layout in no time and no disk, for metadata tests (mica info); not a usable model\n");
+    return 0;
 }
 
 static void gen_cli_list(void) {
@@ -59,7 +76,8 @@ static char *gen_cli_read_text(const char *path) {
 }
 
 int main(int argc, char **argv) {
-    gen_params p = {.type = MICA_DTYPE_F32};
+    const long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    gen_params p = {.type = MICA_DTYPE_F32, .n_threads = n_cpu > 1 ? (int)(n_cpu < 256 ? n_cpu : 256) : 1};
     char *tmpl = NULL; /* --chat-template text */
     const char *out = NULL;
     for (int i = 1; i < argc; i += 2) { /* options come in (name, value) pairs */
@@ -69,8 +87,14 @@ int main(int argc, char **argv) {
             gen_cli_list();
             return 0;
         }
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return gen_cli_usage();
-        static const char *const known[] = {"--preset", "--type", "--seed", "--vocab", "--chat-template", "-o", "--output"};
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) return gen_cli_help();
+        if (strcmp(a, "--sparse") == 0) { /* a flag without a value */
+            p.sparse = true;
+            i--;
+            continue;
+        }
+        static const char *const known[] = {"--preset", "--type", "--seed", "--vocab", "--chat-template", "-o", "--output",
+                                            "--threads"};
         bool is_known = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) is_known |= strcmp(a, known[k]) == 0;
         if (!is_known) {
@@ -86,7 +110,8 @@ int main(int argc, char **argv) {
         } else if (strcmp(a, "--type") == 0) {
             p.type = gen_cli_type(v);
             if (p.type == MICA_DTYPE_COUNT) {
-                fprintf(stderr, "mica-gen: unknown --type '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)\n", v);
+                fprintf(stderr, "mica-gen: unknown --type '%s' (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, "
+                                "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)\n", v);
                 return 1;
             }
         } else if (strcmp(a, "--seed") == 0) {
@@ -98,6 +123,14 @@ int main(int argc, char **argv) {
                 return 1;
             }
             p.seed = s;
+        } else if (strcmp(a, "--threads") == 0) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || !*v || n < 1 || n > 256) {
+                fprintf(stderr, "mica-gen: bad --threads '%s' (1..256)\n", v);
+                return 1;
+            }
+            p.n_threads = (int)n;
         } else if (strcmp(a, "--vocab") == 0) {
             p.vocab_path = v;
         } else if (strcmp(a, "--chat-template") == 0) {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/threadpool.h"
 #include "gguf/gguf.h"
 #include "tensor/dtype.h"
 #include "tensor/kern.h"
@@ -190,6 +191,9 @@ bool gen_type_supported(uint32_t type) {
     switch (type) {
     case MICA_DTYPE_F32: case MICA_DTYPE_F16: case MICA_DTYPE_BF16: case MICA_DTYPE_Q8_0:
     case MICA_DTYPE_Q4_0: case MICA_DTYPE_Q4_K: case MICA_DTYPE_Q6_K:
+    case MICA_DTYPE_Q4_1: case MICA_DTYPE_Q5_0: case MICA_DTYPE_Q5_1: case MICA_DTYPE_IQ4_NL:
+    case MICA_DTYPE_MXFP4: case MICA_DTYPE_Q2_K: case MICA_DTYPE_Q3_K: case MICA_DTYPE_Q5_K:
+    case MICA_DTYPE_IQ4_XS:
         return true;
     default:
         return false;
@@ -212,6 +216,15 @@ static uint32_t gen_file_type(uint32_t type) {
     case MICA_DTYPE_Q4_K: return 14; /* Q4_K_S: every matrix Q4_K */
     case MICA_DTYPE_Q6_K: return 18;
     case MICA_DTYPE_BF16: return 32;
+    case MICA_DTYPE_Q4_1: return 3;
+    case MICA_DTYPE_Q5_0: return 8;
+    case MICA_DTYPE_Q5_1: return 9;
+    case MICA_DTYPE_Q2_K: return 10;
+    case MICA_DTYPE_Q3_K: return 11;  /* Q3_K_S */
+    case MICA_DTYPE_Q5_K: return 16;  /* Q5_K_S */
+    case MICA_DTYPE_IQ4_NL: return 25;
+    case MICA_DTYPE_IQ4_XS: return 30;
+    case MICA_DTYPE_MXFP4: return 38; /* MXFP4_MOE */
     default: return 0;
     }
 }
@@ -275,13 +288,15 @@ typedef struct gen_tensor {
 
 typedef struct gen_scratch {
     const kern_table *kt;
-    float *row_f32;  /* max ne0 floats */
+    float *row_f32;  /* [n_threads][max ne0] floats: worker i uses row i */
+    int64_t row_f32_stride;
     uint8_t *row_q;  /* one encoded row */
+    mica_pool *pool; /* NULL: one thread */
 } gen_scratch;
 
-/* Generates row r of t into scr->row_f32 and encodes it into dst (row_bytes). */
-static void gen_encode_row(gen_tensor *t, int64_t r, void *dst) {
-    float *x = t->scr->row_f32;
+/* Generates row r of t into worker ith's float row and encodes it into dst (row_bytes). */
+static void gen_encode_row_on(gen_tensor *t, int64_t r, void *dst, int ith) {
+    float *x = t->scr->row_f32 + (int64_t)ith * t->scr->row_f32_stride;
     uint64_t n = (uint64_t)t->ne[0];
     gen_normals(t->key, (uint64_t)r * n, n, x);
     for (uint64_t i = 0; i < n; i++) x[i] = t->mean + t->std * x[i];
@@ -294,12 +309,37 @@ static void gen_encode_row(gen_tensor *t, int64_t r, void *dst) {
     else t->scr->kt->ops[t->type].from_float(x, dst, (int64_t)n);
 }
 
+static void gen_encode_row(gen_tensor *t, int64_t r, void *dst) { gen_encode_row_on(t, r, dst, 0); }
+
+/* Whole rows [r0, r0 + n_rows) of a tensor, split across the pool's workers. */
+typedef struct gen_rows_job {
+    gen_tensor *t;
+    int64_t r0, n_rows;
+    uint8_t *dst;
+} gen_rows_job;
+
+static void gen_rows_task(void *arg, int ith, int nth) {
+    const gen_rows_job *j = arg;
+    int64_t b, e;
+    pool_split(j->n_rows, ith, nth, &b, &e);
+    for (int64_t i = b; i < e; i++) gen_encode_row_on(j->t, j->r0 + i, j->dst + (uint64_t)i * j->t->row_bytes, ith);
+}
+
 static mica_status gen_fill(void *user, void *dst, uint64_t nbytes, mica_err *err) {
     gen_tensor *t = user;
     uint8_t *out = dst;
     uint64_t total = t->row_bytes * (uint64_t)t->ne[1] * (uint64_t)t->ne[2];
     if (nbytes > total - t->cursor)
         return mica_err_set(err, MICA_ERR_INTERNAL, "%s: fill past the end", t->name);
+    if (t->scr->pool && t->cursor % t->row_bytes == 0 && nbytes >= 2 * t->row_bytes) {
+        /* whole rows in parallel: each row is a function of (key, row) only */
+        gen_rows_job j = {t, (int64_t)(t->cursor / t->row_bytes), (int64_t)(nbytes / t->row_bytes), out};
+        pool_run(t->scr->pool, gen_rows_task, &j);
+        const uint64_t done = (uint64_t)j.n_rows * t->row_bytes;
+        out += done;
+        nbytes -= done;
+        t->cursor += done;
+    }
     while (nbytes > 0) {
         int64_t r = (int64_t)(t->cursor / t->row_bytes);
         uint64_t in_row = t->cursor % t->row_bytes;
@@ -1001,7 +1041,9 @@ static mica_status gen_write_impl(const gen_params *prm, const gen_preset *p, gg
         max_ne0 = MICA_MAX(max_ne0, pl->t[i].ne[0]);
         max_row = MICA_MAX(max_row, pl->t[i].row_bytes);
     }
-    scr->row_f32 = mica_malloc((size_t)max_ne0 * sizeof(float));
+    const int nth = scr->pool ? pool_n_threads(scr->pool) : 1;
+    scr->row_f32_stride = max_ne0;
+    scr->row_f32 = mica_malloc((size_t)nth * (size_t)max_ne0 * sizeof(float));
     scr->row_q = mica_malloc((size_t)max_row);
     if (!scr->row_f32 || !scr->row_q) return mica_err_set(err, MICA_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < pl->n; i++) {
@@ -1029,9 +1071,15 @@ mica_status gen_write(const gen_params *prm, const char *out_path, mica_err *err
     gguf_writer *w = NULL;
     mica_status st = gguf_writer_create(&w);
     if (st) return mica_err_set(err, st, "cannot create the GGUF writer");
+    gguf_writer_set_sparse(w, prm->sparse);
     gen_plan pl = {.seed = prm->seed, .type = prm->type};
     gen_scratch scr = {.kt = &kt};
+    if (prm->n_threads > 1 && !prm->sparse && (st = pool_create(MICA_MIN(prm->n_threads, MICA_MAX_THREADS), &scr.pool))) {
+        gguf_writer_free(w);
+        return mica_err_set(err, st, "cannot start %d threads", prm->n_threads);
+    }
     st = gen_write_impl(prm, p, w, &pl, &scr, out_path, err);
+    pool_free(scr.pool);
     gguf_writer_free(w);
     mica_free(pl.t);
     mica_free(scr.row_f32);

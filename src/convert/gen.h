@@ -95,6 +95,11 @@ typedef struct gen_params {
     uint64_t seed;
     const char *vocab_path; /* GGUF to copy tokenizer.* from; NULL: synthesise */
     const char *chat_template; /* tokenizer.chat_template text; NULL: the vocabulary file's, if any */
+    bool sparse;            /* leave all tensor data as a file hole (zeros, no disk, no time):
+                               valid metadata and shapes for parameter and layout tests, not
+                               a usable model (every weight reads 0) */
+    int n_threads;          /* workers generating rows (<= 1: the caller alone); the file's
+                               bytes do not depend on it */
 } gen_params;
 
 /*

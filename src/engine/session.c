@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "model/expert_store.h"
@@ -21,8 +22,55 @@ struct mica_session {
 };
 
 mica_session_params mica_session_params_default(void) {
-    return (mica_session_params){.n_ctx = 0, .n_threads = 0, .n_batch = 0};
+    return (mica_session_params){.n_ctx = 0, .n_threads = 0, .n_batch = 0, .kv_type = MICA_KV_F32};
 }
+
+/* ---- KV-cache types ---- */
+
+static const struct {
+    int32_t kv_type;
+    const char *name;
+    uint32_t dtype;
+} session_kv_types[] = {
+    {MICA_KV_F32, "f32", MICA_DTYPE_F32},
+    {MICA_KV_F16, "f16", MICA_DTYPE_F16},
+    {MICA_KV_Q8_0, "q8_0", MICA_DTYPE_Q8_0},
+};
+
+/* The dtype of a mica_kv_type; false if unknown. */
+static bool session_kv_dtype(int32_t kv_type, uint32_t *dtype) {
+    for (size_t i = 0; i < MICA_ARRAY_LEN(session_kv_types); i++)
+        if (session_kv_types[i].kv_type == kv_type) {
+            *dtype = session_kv_types[i].dtype;
+            return true;
+        }
+    return false;
+}
+
+const char *mica_kv_type_name(int32_t kv_type) {
+    for (size_t i = 0; i < MICA_ARRAY_LEN(session_kv_types); i++)
+        if (session_kv_types[i].kv_type == kv_type) return session_kv_types[i].name;
+    return "?";
+}
+
+bool mica_kv_type_parse(const char *name, int32_t *out) {
+    for (size_t i = 0; name && i < MICA_ARRAY_LEN(session_kv_types); i++)
+        if (strcasecmp(name, session_kv_types[i].name) == 0) {
+            *out = session_kv_types[i].kv_type;
+            return true;
+        }
+    return false;
+}
+
+#define SESSION_KV_BATCH 512 /* the default n_batch, as mica_model_kv_bytes assumes */
+
+uint64_t mica_model_kv_bytes_typed(const mica_model *m, int32_t n_ctx, int32_t kv_type) {
+    uint32_t dt = 0;
+    if (!m->arch || n_ctx <= 0 || !session_kv_dtype(kv_type, &dt)) return 0;
+    return arch_kv_bytes_type(m, n_ctx, MICA_MIN(n_ctx, SESSION_KV_BATCH), dt);
+}
+
+uint64_t mica_session_kv_bytes(const mica_session *s) { return s->model->arch->state_kv_bytes(s->state); }
 
 void mica_session_free(mica_session *s) {
     if (!s) return;
@@ -56,7 +104,12 @@ mica_status mica_session_create(mica_model *m, const mica_session_params *params
                           MICA_MAX_THREADS);
         goto fail;
     }
-    if (p.n_batch == 0) p.n_batch = 512;
+    uint32_t kv_dtype = 0;
+    if (!session_kv_dtype(p.kv_type, &kv_dtype)) {
+        st = mica_err_set(&err, MICA_ERR_INVALID_ARG, "unknown KV-cache type %d (f32, f16 or q8_0)", p.kv_type);
+        goto fail;
+    }
+    if (p.n_batch == 0) p.n_batch = SESSION_KV_BATCH;
     if (p.n_batch < 1 || p.n_batch > 65536) {
         st = mica_err_set(&err, MICA_ERR_INVALID_ARG, "batch size %d out of range (1..65536)", p.n_batch);
         goto fail;
@@ -73,7 +126,7 @@ mica_status mica_session_create(mica_model *m, const mica_session_params *params
         mica_err_set(&err, st, "cannot start %d threads", p.n_threads);
         goto fail;
     }
-    if ((st = m->arch->state_create(m, s->pool, s->n_ctx, s->n_batch, &s->state, &err))) goto fail;
+    if ((st = m->arch->state_create(m, s->pool, s->n_ctx, s->n_batch, kv_dtype, &s->state, &err))) goto fail;
     *out = s;
     return MICA_OK;
 fail:

@@ -203,6 +203,14 @@ mica_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t ty
                                    uint32_t n_dims, const int64_t *ne,
                                    gguf_fill_fn fill, void *user, const void *data);
 
+/*
+ * Sparse mode: gguf_writer_write leaves every tensor's data as a hole (seeks
+ * over it, never calls fill), so the file has the full layout and size but
+ * occupies only its metadata on disk and reads back zeros: for tests of
+ * metadata and shapes on models too big to write.
+ */
+void gguf_writer_set_sparse(gguf_writer *w, bool sparse);
+
 /* Writes the file (to path + ".tmp", then renames). */
 mica_status gguf_writer_write(gguf_writer *w, const char *path, mica_err *err);
 

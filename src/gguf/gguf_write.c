@@ -43,6 +43,7 @@ struct gguf_writer {
     wtensor *t;
     size_t n_t, cap_t;
     uint32_t alignment;
+    bool sparse; /* gguf_writer_set_sparse: tensor data left as holes */
 };
 
 /* Bytes of a fixed-size metadata element; 0 for STRING/ARRAY/unknown. */
@@ -237,6 +238,8 @@ mica_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t ty
     return MICA_OK;
 }
 
+void gguf_writer_set_sparse(gguf_writer *w, bool sparse) { w->sparse = sparse; }
+
 /* ---- writing ---- */
 
 typedef struct wout {
@@ -320,6 +323,14 @@ static mica_status write_data(gguf_writer *w, wout *o, const char *path) {
         if ((st = out_pad(o, w->alignment))) break;
         MICA_ASSERT(o->pos - data_start == t->offset);
         if (t->nbytes == 0) continue;
+        if (w->sparse) { /* a hole: seek over the data (gguf_writer_write sets the final size) */
+            if (t->nbytes > (uint64_t)INT64_MAX || fseeko(o->f, (off_t)t->nbytes, SEEK_CUR) != 0) {
+                st = mica_err_set(o->err, MICA_ERR_IO, "%s: seek failed: %s", path, strerror(errno));
+                break;
+            }
+            o->pos += t->nbytes;
+            continue;
+        }
         if (!t->fill) {
             st = out_bytes(o, t->data, t->nbytes);
             continue;
@@ -364,6 +375,8 @@ mica_status gguf_writer_write(gguf_writer *w, const char *path, mica_err *err) {
     }
     st = write_meta(w, &o);
     if (!st) st = write_data(w, &o, path);
+    if (!st && w->sparse && (fflush(o.f) != 0 || ftruncate(fileno(o.f), (off_t)o.pos) != 0))
+        st = mica_err_set(err, MICA_ERR_IO, "%s: cannot size the sparse file: %s", tmp, strerror(errno));
     if (!st && (fflush(o.f) != 0 || fsync(fileno(o.f)) != 0))
         st = mica_err_set(err, MICA_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
     if (fclose(o.f) != 0 && !st) st = mica_err_set(err, MICA_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "model/deepseek2.h"
+#include "model/kv_cache.h"
 #include "model/mimo2.h"
 #include "model/model.h"
 
@@ -36,12 +37,17 @@ const arch_ops *arch_find(const char *name, size_t len) {
 
 const char *arch_names(void) { return "llama, qwen2, qwen3, qwen3moe, olmoe, deepseek2, mimo2"; }
 
-uint64_t arch_kv_bytes(const mica_model *m, int32_t n_ctx, int32_t n_batch) {
-    if (m->arch == &arch_mimo2_ops) return mimo2_kv_bytes(m, n_ctx, n_batch, NULL);
-    if (m->arch == &arch_deepseek2_ops) return deepseek2_kv_bytes(m, n_ctx);
+uint64_t arch_kv_bytes_type(const mica_model *m, int32_t n_ctx, int32_t n_batch, uint32_t kv_type) {
+    if (m->arch == &arch_mimo2_ops) {
+        const mimo2_state_opts o = {.kv_type = kv_type};
+        return mimo2_kv_bytes(m, n_ctx, n_batch, &o);
+    }
+    if (m->arch == &arch_deepseek2_ops) return deepseek2_kv_bytes(m, n_ctx, kv_type);
     const model_hparams *hp = &m->hp;
-    uint64_t row = (uint64_t)hp->n_head_kv * (hp->head_dim + hp->head_dim_v) * sizeof(float), b = 0;
-    if (!mica_mul_ok(row, hp->n_layer, &b) || !mica_mul_ok(b, (uint64_t)(n_ctx > 0 ? n_ctx : 0), &b))
-        return UINT64_MAX;
-    return b;
+    return kv_cache_uniform_bytes((int32_t)hp->n_layer, n_ctx > 0 ? n_ctx : 0, (int64_t)hp->n_head_kv * hp->head_dim,
+                                  (int64_t)hp->n_head_kv * hp->head_dim_v, kv_type);
+}
+
+uint64_t arch_kv_bytes(const mica_model *m, int32_t n_ctx, int32_t n_batch) {
+    return arch_kv_bytes_type(m, n_ctx, n_batch, MICA_DTYPE_F32);
 }

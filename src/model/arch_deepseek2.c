@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "model/attn.h"
+#include "model/kv_cache.h"
 #include "model/deepseek2.h"
 #include "model/model.h"
 #include "model/moe.h"
@@ -79,7 +80,9 @@ struct arch_state {
     int32_t n_batch, n_ctx;
     int64_t lat_dim;  /* kv_lora + rope */
     uint64_t lat_bytes; /* bytes of latent */
-    float *latent;    /* [n_layer][n_ctx][lat_dim]: c_kv (normed), then k_pe (roped) */
+    uint32_t lat_type;  /* row type of the latent cache: F32, F16 or Q8_0 */
+    uint64_t lat_row_bytes; /* bytes of one row of lat_dim values in lat_type */
+    void *latent;     /* [n_layer][n_ctx] rows of lat_dim: c_kv (normed), then k_pe (roped) */
     float *x;         /* [n_batch][n_embd] residual stream */
     float *xb;        /* [n_batch][n_embd] normed input */
     float *q;         /* [n_batch][n_head*hk] */
@@ -92,7 +95,8 @@ struct arch_state {
     float *o;         /* [n_batch][n_head*v] */
     float *proj;      /* [n_batch][n_embd] attention / FFN output */
     float *gate, *up; /* [n_batch][n_ff] dense FFN */
-    float *att;       /* [n_threads][n_ctx] attention scores */
+    float *att;       /* [n_threads][att_stride] attention scores (+ a dequantised key and value) */
+    int64_t att_stride; /* n_ctx + lat_dim + kv_lora */
     float *row;       /* [kv_lora] one dequantised legacy attn_kv_b row */
     void *block;      /* behind the activation buffers */
     moe_scratch moe;
@@ -222,7 +226,7 @@ static mica_status ds2_read_rope(mica_model *m, ds2_weights *w, mica_err *err) {
     return MICA_OK;
 }
 
-static mica_status ds2_bind_layer(const mica_model *m, ds2_weights *w, uint32_t il, ds2_layer *L,
+static mica_status ds2_bind_layer(mica_model *m, ds2_weights *w, uint32_t il, ds2_layer *L,
                                   mica_err *err) {
     const model_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd, nh = hp->n_head, F = hp->n_ff;
@@ -299,13 +303,8 @@ static mica_status ds2_load(mica_model *m, mica_err *err) {
     if ((st = weights_bind(m, &w->output_norm, "output_norm.weight", 1, (int64_t[]){E}, false, true, err))) goto fail;
     if ((st = weights_bind(m, &w->output, "output.weight", 2, (int64_t[]){E, V}, true, false, err))) goto fail;
     if (!w->output.data) w->output = w->token_embd; /* tied embeddings */
-    for (uint32_t il = 0; il < hp->n_layer; il++) {
+    for (uint32_t il = 0; il < hp->n_layer; il++) /* moe_bind also takes the skipped experts off bytes_per_token */
         if ((st = ds2_bind_layer(m, w, il, &w->layers[il], err))) goto fail;
-        if (il >= w->n_dense) { /* a token reads only its experts' weights */
-            uint64_t unread = moe_unread_bytes_per_token(&w->moe, &w->layers[il].moe);
-            m->bytes_per_token -= MICA_MIN(m->bytes_per_token, unread);
-        }
-    }
     return MICA_OK;
 fail:
     ds2_unload(m);
@@ -340,7 +339,7 @@ static size_t ds2_max_qbuf(const mica_model *m, int32_t n_batch) {
 }
 
 static mica_status ds2_state_create(const mica_model *m, mica_pool *pool, int32_t n_ctx,
-                                    int32_t n_batch, arch_state **out, mica_err *err) {
+                                    int32_t n_batch, uint32_t kv_type, arch_state **out, mica_err *err) {
     const model_hparams *hp = &m->hp;
     const ds2_weights *w = m->arch_data;
     arch_state *s = mica_calloc(1, sizeof *s);
@@ -350,13 +349,23 @@ static mica_status ds2_state_create(const mica_model *m, mica_pool *pool, int32_
     const uint64_t lat = R + (uint64_t)w->rope, hk = (uint64_t)(w->nope + w->rope), hv = (uint64_t)w->hv;
     s->lat_dim = (int64_t)lat;
 
-    /* the latent cache: n_layer * n_ctx rows of kv_lora + rope floats */
+    /* the latent cache: n_layer * n_ctx rows of kv_lora + rope values of kv_type; the value
+     * (c_kv) is the first kv_lora of them, so both widths must fill whole blocks */
+    const dtype_traits *tr = dtype_get(kv_type);
+    if (!kv_cache_type_ok(kv_type) || !tr || R % tr->blck || lat % tr->blck) {
+        st = mica_err_set(err, MICA_ERR_INVALID_ARG, "KV cache type %s cannot hold MLA rows of %" PRIu64
+                          " (kv_lora_rank %" PRIu64 ") values", dtype_name(kv_type), lat, R);
+        goto fail;
+    }
     uint64_t lat_bytes = 0;
-    if (n_ctx <= 0 || n_batch <= 0 || !mica_mul_ok((uint64_t)hp->n_layer * (uint64_t)n_ctx, lat * sizeof(float), &lat_bytes) ||
+    s->lat_type = kv_type;
+    if (n_ctx <= 0 || n_batch <= 0 || !dtype_row_bytes(kv_type, (int64_t)lat, &s->lat_row_bytes) ||
+        !mica_mul_ok((uint64_t)hp->n_layer * (uint64_t)n_ctx, s->lat_row_bytes, &lat_bytes) ||
         lat_bytes > SIZE_MAX) {
         st = mica_err_set(err, MICA_ERR_LIMIT, "MLA cache size overflows");
         goto fail;
     }
+    s->att_stride = (int64_t)n_ctx + (int64_t)lat + (int64_t)R;
     s->latent = mica_aligned_alloc(64, (size_t)lat_bytes);
     s->lat_bytes = s->latent ? lat_bytes : 0;
     if (!s->latent) {
@@ -369,7 +378,7 @@ static mica_status ds2_state_create(const mica_model *m, mica_pool *pool, int32_
         B * E, B * E, B * nh * hk, B * (uint64_t)MICA_MAX(w->q_lora, 1), B * lat, B * nh * lat,
         B * (uint64_t)MICA_MAX(w->nope, w->kv_lora), B * (uint64_t)MICA_MAX(w->kv_lora, w->hv), B * nh * R,
         B * nh * hv, B * E, B * MICA_MAX(hp->n_ff, 1u), B * MICA_MAX(hp->n_ff, 1u),
-        (uint64_t)pool_n_threads(pool) * (uint64_t)n_ctx, R,
+        (uint64_t)pool_n_threads(pool) * (uint64_t)s->att_stride, R,
     };
     float **bufs[] = {&s->x, &s->xb, &s->q, &s->qa, &s->kva, &s->qabs, &s->gin, &s->gout, &s->att_out,
                       &s->o, &s->proj, &s->gate, &s->up, &s->att, &s->row};
@@ -406,11 +415,13 @@ fail:
     return st;
 }
 
-uint64_t deepseek2_kv_bytes(const mica_model *m, int32_t n_ctx) {
+uint64_t deepseek2_kv_bytes(const mica_model *m, int32_t n_ctx, uint32_t kv_type) {
     const ds2_weights *w = m->arch_data;
-    uint64_t b = 0;
-    if (!w || n_ctx < 0 || !mica_mul_ok((uint64_t)m->hp.n_layer * (uint64_t)n_ctx,
-                                        (uint64_t)(w->kv_lora + w->rope) * sizeof(float), &b))
+    const dtype_traits *tr = dtype_get(kv_type);
+    uint64_t b = 0, row = 0;
+    if (!w || n_ctx < 0 || !kv_cache_type_ok(kv_type) || !tr || w->kv_lora % tr->blck ||
+        (w->kv_lora + w->rope) % tr->blck || !dtype_row_bytes(kv_type, w->kv_lora + w->rope, &row) ||
+        !mica_mul_ok((uint64_t)m->hp.n_layer * (uint64_t)n_ctx, row, &b))
         return UINT64_MAX;
     return b;
 }
@@ -472,7 +483,8 @@ static void ds2_attention(const mica_model *m, arch_state *s, uint32_t il, int32
     const int64_t E = hp->n_embd, nh = hp->n_head, R = w->kv_lora, rope = w->rope, hv = w->hv;
     const int64_t hk = w->nope + rope, lat = s->lat_dim;
     ops_ctx *c = &s->ops;
-    float *cache = s->latent + (int64_t)il * s->n_ctx * lat; /* [n_ctx][lat] of this layer */
+    /* this layer's [n_ctx] rows of lat values */
+    uint8_t *cache = (uint8_t *)s->latent + (uint64_t)il * (uint64_t)s->n_ctx * s->lat_row_bytes;
 
     /* attention rmsnorm */
     for (int32_t t = 0; t < n; t++) ops_rmsnorm(s->xb + t * E, s->x + t * E, L->attn_norm.data, E, hp->rms_eps);
@@ -490,22 +502,34 @@ static void ds2_attention(const mica_model *m, arch_state *s, uint32_t il, int32
     /* kv latent [c_kv | k_pe]: norm c_kv, rope k_pe and q_pe, store in the cache */
     ops_matmul(c, &L->wkv_a, s->xb, n, s->kva);   /* [n][lat] */
     for (int32_t t = 0; t < n; t++) {
-        float *kv = s->kva + t * lat, *row = cache + (int64_t)(pos0 + t) * lat;
-        ops_rmsnorm(row, kv, L->kv_a_norm.data, R, hp->rms_eps);
-        memcpy(row + R, kv + R, (size_t)rope * sizeof(float));
-        ops_rope_freqs(row + R, 1, rope, rope, pos0 + t, w->inv_freq, ROPE_NORM);
+        float *kv = s->kva + t * lat;
+        ops_rmsnorm(kv, kv, L->kv_a_norm.data, R, hp->rms_eps);
+        ops_rope_freqs(kv + R, 1, rope, rope, pos0 + t, w->inv_freq, ROPE_NORM);
         ops_rope_freqs(s->q + t * nh * hk + w->nope, nh, hk, rope, pos0 + t, w->inv_freq, ROPE_NORM);
+        uint8_t *row = cache + (uint64_t)(pos0 + t) * s->lat_row_bytes;
+        if (s->lat_type == MICA_DTYPE_F32) memcpy(row, kv, (size_t)lat * sizeof(float));
+        else m->kt.ops[s->lat_type].from_float(kv, row, lat);
     }
 
     /* absorbed queries, then multi-query attention over the latent rows:
      * key [c_kv | k_pe] (lat wide), value c_kv (the first kv_lora floats) */
     ds2_absorb_q(c, m, w, L, s, n);
-    ops_attn_args a = {
-        .q = s->qabs, .k = cache, .v = cache, .out = s->att_out, .n_tok = n, .pos0 = pos0,
-        .n_head = nh, .n_head_kv = 1, .head_dim = lat, .head_dim_v = R, .k_stride = lat, .v_stride = lat,
-        .scale = w->kq_scale, .scratch = s->att,
-    };
-    ops_attention(c->pool, &a);                   /* att_out [n][nh][kv_lora] */
+    if (s->lat_type == MICA_DTYPE_F32) {
+        ops_attn_args a = {
+            .q = s->qabs, .k = (const float *)cache, .v = (const float *)cache, .out = s->att_out, .n_tok = n,
+            .pos0 = pos0, .n_head = nh, .n_head_kv = 1, .head_dim = lat, .head_dim_v = R, .k_stride = lat,
+            .v_stride = lat, .scale = w->kq_scale, .scratch = s->att, .kt = &m->kt,
+        };
+        ops_attention(c->pool, &a);               /* att_out [n][nh][kv_lora] */
+    } else { /* quantised rows: c_kv is the row's first kv_lora / blck blocks */
+        ops_attn_ext_args a = {
+            .kt = &m->kt, .q = s->qabs, .k = cache, .v = cache, .out = s->att_out, .n_tok = n, .pos0 = pos0,
+            .n_head = nh, .n_head_kv = 1, .head_dim = lat, .head_dim_v = R, .k_row_bytes = s->lat_row_bytes,
+            .v_row_bytes = s->lat_row_bytes, .kv_type = s->lat_type, .scale = w->kq_scale,
+            .scratch = s->att, .scratch_stride = s->att_stride,
+        };
+        ops_attention_ext(c->pool, &a);
+    }
 
     /* per head: o_h = W_vb,h o~_h */
     for (int64_t h = 0; h < nh; h++) {
@@ -560,4 +584,4 @@ static void ds2_forward(const mica_model *m, arch_state *s, const int32_t *token
 }
 
 const arch_ops arch_deepseek2_ops = {"deepseek2", ds2_load, ds2_unload, ds2_state_create, ds2_state_free,
-                                     ds2_forward};
+                                     ds2_forward, deepseek2_state_kv_bytes};

@@ -56,7 +56,7 @@ typedef struct llama_weights {
 
 struct arch_state {
     ops_ctx ops;
-    kv_cache kv;
+    kv_cache_hybrid kv; /* every layer global, rows of the session's KV type */
     int32_t n_batch;
     /* activation buffers, each sized for n_batch tokens */
     float *x;        /* [n_batch][n_embd] residual stream */
@@ -68,7 +68,8 @@ struct arch_state {
     float *proj;     /* [n_batch][n_embd] output of wo / ffn_down */
     float *gate;     /* [n_batch][n_ff] */
     float *up;       /* [n_batch][n_ff] */
-    float *att_scratch; /* [n_threads][n_ctx] */
+    float *att_scratch; /* [n_threads][att_stride] */
+    int64_t att_stride; /* n_ctx + head_dim + head_dim_v: scores and one dequantised k/v head */
     void *block;     /* one allocation behind all the float buffers */
     moe_scratch moe; /* MoE models only */
 };
@@ -156,13 +157,8 @@ static mica_status llama_load_variant(mica_model *m, const llama_variant *var, m
     if ((st = hparams_u32(m, "expert_count", &n_expert, false, err))) goto fail;
     static const moe_params moe_defaults = {.gating = MOE_GATING_SOFTMAX, .norm_topk = true};
     if (n_expert > 0 && (st = moe_read_params(m, &moe_defaults, hp->n_ff, &w->moe, err))) goto fail;
-    for (uint32_t il = 0; il < hp->n_layer; il++) {
+    for (uint32_t il = 0; il < hp->n_layer; il++) /* moe_bind also takes the skipped experts off bytes_per_token */
         if ((st = bind_layer(m, var, &w->moe, il, &w->layers[il], err))) goto fail;
-        if (w->moe.n_expert > 0) { /* a token reads only its experts' weights */
-            uint64_t unread = moe_unread_bytes_per_token(&w->moe, &w->layers[il].moe);
-            m->bytes_per_token -= MICA_MIN(m->bytes_per_token, unread);
-        }
-    }
     return MICA_OK;
 fail:
     llama_unload(m);
@@ -173,7 +169,7 @@ fail:
 
 static void llama_state_free(arch_state *s) {
     if (!s) return;
-    kv_cache_deinit(&s->kv);
+    kv_cache_hybrid_deinit(&s->kv);
     moe_scratch_deinit(&s->moe);
     mica_free(s->block);
     mica_free(s->ops.qbuf);
@@ -196,21 +192,22 @@ static size_t max_qbuf(const mica_model *m, int32_t n_batch) {
 }
 
 static mica_status llama_state_create(const mica_model *m, mica_pool *pool, int32_t n_ctx,
-                                      int32_t n_batch, arch_state **out, mica_err *err) {
+                                      int32_t n_batch, uint32_t kv_type, arch_state **out, mica_err *err) {
     const model_hparams *hp = &m->hp;
     arch_state *s = mica_calloc(1, sizeof *s);
     if (!s) return mica_err_set(err, MICA_ERR_NOMEM, "out of memory");
-    mica_status st = kv_cache_init(&s->kv, hp->n_layer, n_ctx, (int64_t)hp->n_head_kv * hp->head_dim,
-                                   (int64_t)hp->n_head_kv * hp->head_dim_v, err);
+    mica_status st = kv_cache_uniform_init(&s->kv, (int32_t)hp->n_layer, n_ctx, (int64_t)hp->n_head_kv * hp->head_dim,
+                                           (int64_t)hp->n_head_kv * hp->head_dim_v, kv_type, err);
     if (st) goto fail;
     const llama_weights *w = m->arch_data;
     if (w->moe.n_expert > 0 && (st = moe_scratch_init(&s->moe, &w->moe, hp->n_embd, n_batch, err))) goto fail;
     s->n_batch = n_batch;
+    s->att_stride = (int64_t)n_ctx + hp->head_dim + hp->head_dim_v;
     const size_t B = (size_t)n_batch;
     const size_t sizes[] = {
         B * hp->n_embd, B * hp->n_embd, B * hp->n_head * hp->head_dim, B * hp->n_head_kv * hp->head_dim,
         B * hp->n_head_kv * hp->head_dim_v, B * hp->n_head * hp->head_dim_v, B * hp->n_embd,
-        B * hp->n_ff, B * hp->n_ff, (size_t)pool_n_threads(pool) * (size_t)n_ctx,
+        B * hp->n_ff, B * hp->n_ff, (size_t)pool_n_threads(pool) * (size_t)s->att_stride,
     };
     size_t total = 0;
     for (size_t i = 0; i < MICA_ARRAY_LEN(sizes); i++) total += (sizes[i] + 15) & ~(size_t)15;
@@ -239,13 +236,15 @@ fail:
     return st;
 }
 
+static uint64_t llama_state_kv_bytes(const arch_state *s) { return s->kv.bytes; }
+
 /* ---- forward ---- */
 
 static void llama_forward(const mica_model *m, arch_state *s, const int32_t *tokens, int32_t n,
                           int32_t pos0, float *logits, bool all_logits) {
     const model_hparams *hp = &m->hp;
     const llama_weights *w = m->arch_data;
-    const int64_t E = hp->n_embd, F = hp->n_ff;
+    const int64_t E = hp->n_embd;
     const int64_t nh = hp->n_head, nkv = hp->n_head_kv, hd = hp->head_dim, hdv = hp->head_dim_v;
     const int64_t qd = nh * hd, kd = nkv * hd, vd = nkv * hdv;
     ops_ctx *c = &s->ops;
@@ -279,18 +278,12 @@ static void llama_forward(const mica_model *m, arch_state *s, const int32_t *tok
             /* rope */
             ops_rope(q, nh, hd, hp->n_rot, pos0 + t, hp->rope_theta, hp->rope_mode);
             ops_rope(k, nkv, hd, hp->n_rot, pos0 + t, hp->rope_theta, hp->rope_mode);
-            /* store k, v in the cache at their positions */
-            memcpy(kv_cache_k(&s->kv, il, pos0 + t), k, (size_t)kd * sizeof(float));
-            memcpy(kv_cache_v(&s->kv, il, pos0 + t), s->v + t * vd, (size_t)vd * sizeof(float));
+            /* store k, v in the cache at their positions (converted to its type) */
+            kv_cache_hybrid_put(&s->kv, &m->kt, (int32_t)il, pos0 + t, k, s->v + t * vd);
         }
 
         /* causal attention over the cache, GQA */
-        ops_attn_args a = {
-            .q = s->q, .k = kv_cache_k(&s->kv, il, 0), .v = kv_cache_v(&s->kv, il, 0), .out = s->attn,
-            .n_tok = n, .pos0 = pos0, .n_head = nh, .n_head_kv = nkv, .head_dim = hd, .head_dim_v = hdv,
-            .k_stride = kd, .v_stride = vd, .scale = 1.0f / sqrtf((float)hd), .scratch = s->att_scratch,
-        };
-        ops_attention(c->pool, &a);
+        attn_over_cache(c, hp, &s->kv, il, s->q, s->attn, n, pos0, s->att_scratch, s->att_stride);
 
         /* output projection and residual */
         ops_matmul(c, &L->wo, s->attn, n, s->proj);
@@ -302,9 +295,8 @@ static void llama_forward(const mica_model *m, arch_state *s, const int32_t *tok
         if (w->moe.n_expert > 0) {
             moe_forward(c, &w->moe, &L->moe, &s->moe, s->xb, n, E, s->proj);
         } else {
-            ops_matmul(c, &L->ffn_gate, s->xb, n, s->gate);
-            ops_matmul(c, &L->ffn_up, s->xb, n, s->up);
-            ops_swiglu(s->gate, s->gate, s->up, n * F);
+            /* gate = silu(xb . gate) * (xb . up): one quantisation of xb, one pass */
+            ops_matmul_swiglu(c, &L->ffn_gate, &L->ffn_up, s->xb, n, s->gate, s->up);
             ops_matmul(c, &L->ffn_down, s->gate, n, s->proj);
         }
         for (int64_t i = 0; i < n * E; i++) s->x[i] += s->proj[i];
@@ -332,6 +324,9 @@ static mica_status load_qwen3(mica_model *m, mica_err *err) {
     return llama_load_variant(m, &v, err);
 }
 
-const arch_ops arch_llama_ops = {"llama", load_llama, llama_unload, llama_state_create, llama_state_free, llama_forward};
-const arch_ops arch_qwen2_ops = {"qwen2", load_qwen2, llama_unload, llama_state_create, llama_state_free, llama_forward};
-const arch_ops arch_qwen3_ops = {"qwen3", load_qwen3, llama_unload, llama_state_create, llama_state_free, llama_forward};
+const arch_ops arch_llama_ops = {"llama", load_llama, llama_unload, llama_state_create, llama_state_free, llama_forward,
+                                 llama_state_kv_bytes};
+const arch_ops arch_qwen2_ops = {"qwen2", load_qwen2, llama_unload, llama_state_create, llama_state_free, llama_forward,
+                                 llama_state_kv_bytes};
+const arch_ops arch_qwen3_ops = {"qwen3", load_qwen3, llama_unload, llama_state_create, llama_state_free, llama_forward,
+                                 llama_state_kv_bytes};

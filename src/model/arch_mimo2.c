@@ -252,7 +252,7 @@ static mica_status mimo2_read_hparams(mica_model *m, mimo2_weights *w, mica_err 
 
 /* ---- load: weights ---- */
 
-static mica_status mimo2_bind_layer(const mica_model *m, mimo2_weights *w, uint32_t il, mica_err *err) {
+static mica_status mimo2_bind_layer(mica_model *m, mimo2_weights *w, uint32_t il, mica_err *err) {
     const model_hparams *hp = &m->hp;
     mimo2_layer *L = &w->layers[il];
     const int64_t E = hp->n_embd, F = hp->n_ff;
@@ -338,13 +338,16 @@ static mica_status mimo2_load(mica_model *m, mica_err *err) {
         if (L->info.is_nextn) { /* bound, never run: no bytes or active parameters per token */
             uint64_t b, np;
             mimo2_block_size(m, il, &b, &np);
+            if (L->info.is_moe) { /* its skipped experts are already off both counts */
+                b -= MICA_MIN(b, moe_unread_bytes_per_token(&w->moe, &L->moe)); /* moe_bind */
+                const tensor_view *x[] = {&L->moe.gate_exps, &L->moe.up_exps, &L->moe.down_exps};
+                for (size_t i = 0; i < MICA_ARRAY_LEN(x); i++) /* model counting: k of n_expert */
+                    np -= MICA_MIN(np, (uint64_t)x[i]->ne[0] * (uint64_t)x[i]->ne[1] *
+                                           (uint64_t)(w->moe.n_expert - w->moe.n_expert_used));
+            }
             m->bytes_per_token -= MICA_MIN(m->bytes_per_token, b);
             m->n_params_active -= MICA_MIN(m->n_params_active, np);
             continue;
-        }
-        if (L->info.is_moe) { /* a token reads only its experts' weights */
-            uint64_t unread = moe_unread_bytes_per_token(&w->moe, &L->moe);
-            m->bytes_per_token -= MICA_MIN(m->bytes_per_token, unread);
         }
         w->max_q = MICA_MAX(w->max_q, (int64_t)L->info.n_head * hp->head_dim);
         w->max_k = MICA_MAX(w->max_k, (int64_t)L->info.n_head_kv * hp->head_dim);
@@ -454,8 +457,10 @@ fail:
 }
 
 static mica_status mimo2_state_create_default(const mica_model *m, mica_pool *pool, int32_t n_ctx,
-                                              int32_t n_batch, arch_state **out, mica_err *err) {
-    return mimo2_state_create(m, pool, n_ctx, n_batch, NULL, out, err);
+                                              int32_t n_batch, uint32_t kv_type, arch_state **out,
+                                              mica_err *err) {
+    const mimo2_state_opts o = {.kv_type = kv_type};
+    return mimo2_state_create(m, pool, n_ctx, n_batch, &o, out, err);
 }
 
 uint64_t mimo2_state_kv_bytes(const arch_state *st) { return st->kv.bytes; }
@@ -547,4 +552,4 @@ void mimo2_layer_get(const mica_model *m, uint32_t il, mimo2_layer_info *out) {
 }
 
 const arch_ops arch_mimo2_ops = {"mimo2", mimo2_load, mimo2_unload, mimo2_state_create_default,
-                                 mimo2_state_free, mimo2_forward};
+                                 mimo2_state_free, mimo2_forward, mimo2_state_kv_bytes};

@@ -44,7 +44,7 @@ typedef struct smoe_weights {
 
 struct arch_state {
     ops_ctx ops;
-    kv_cache kv;
+    kv_cache_hybrid kv; /* every layer global, rows of the session's KV type */
     int32_t n_batch;
     float *x;         /* [n_batch][n_embd] residual stream */
     float *xb;        /* [n_batch][n_embd] normed FFN input */
@@ -86,9 +86,7 @@ static mica_status smoe_load(mica_model *m, const smoe_variant *var, mica_err *e
         snprintf(name, sizeof name, "blk.%u.ffn_norm.weight", il);
         if ((st = attn_bind(m, &var->attn, il, &L->attn, err))) goto fail;
         if ((st = weights_bind(m, &L->ffn_norm, name, 1, (int64_t[]){E}, false, true, err))) goto fail;
-        if ((st = moe_bind(m, il, &w->moe, E, &L->moe, err))) goto fail;
-        uint64_t unread = moe_unread_bytes_per_token(&w->moe, &L->moe); /* experts a token skips */
-        m->bytes_per_token -= MICA_MIN(m->bytes_per_token, unread);
+        if ((st = moe_bind(m, il, &w->moe, E, &L->moe, err))) goto fail; /* also: bytes per token */
     }
     return MICA_OK;
 fail:
@@ -100,7 +98,7 @@ fail:
 
 static void smoe_state_free(arch_state *s) {
     if (!s) return;
-    kv_cache_deinit(&s->kv);
+    kv_cache_hybrid_deinit(&s->kv);
     attn_scratch_deinit(&s->attn);
     moe_scratch_deinit(&s->moe);
     mica_free(s->block);
@@ -109,13 +107,13 @@ static void smoe_state_free(arch_state *s) {
 }
 
 static mica_status smoe_state_create(const mica_model *m, mica_pool *pool, int32_t n_ctx,
-                                     int32_t n_batch, arch_state **out, mica_err *err) {
+                                     int32_t n_batch, uint32_t kv_type, arch_state **out, mica_err *err) {
     const model_hparams *hp = &m->hp;
     const smoe_weights *w = m->arch_data;
     arch_state *s = mica_calloc(1, sizeof *s);
     if (!s) return mica_err_set(err, MICA_ERR_NOMEM, "out of memory");
-    mica_status st = kv_cache_init(&s->kv, (int32_t)hp->n_layer, n_ctx, (int64_t)hp->n_head_kv * hp->head_dim,
-                                   (int64_t)hp->n_head_kv * hp->head_dim_v, err);
+    mica_status st = kv_cache_uniform_init(&s->kv, (int32_t)hp->n_layer, n_ctx, (int64_t)hp->n_head_kv * hp->head_dim,
+                                           (int64_t)hp->n_head_kv * hp->head_dim_v, kv_type, err);
     if (st) goto fail;
     if ((st = attn_scratch_init(&s->attn, hp, n_batch, n_ctx, pool_n_threads(pool), err))) goto fail;
     if ((st = moe_scratch_init(&s->moe, &w->moe, hp->n_embd, n_batch, err))) goto fail;
@@ -144,6 +142,8 @@ fail:
     smoe_state_free(s);
     return st;
 }
+
+static uint64_t smoe_state_kv_bytes(const arch_state *s) { return s->kv.bytes; }
 
 /* ---- forward ---- */
 
@@ -197,6 +197,6 @@ static mica_status load_olmoe(mica_model *m, mica_err *err) {
 }
 
 const arch_ops arch_qwen3moe_ops = {"qwen3moe", load_qwen3moe, smoe_unload, smoe_state_create,
-                                    smoe_state_free, smoe_forward};
+                                    smoe_state_free, smoe_forward, smoe_state_kv_bytes};
 const arch_ops arch_olmoe_ops = {"olmoe", load_olmoe, smoe_unload, smoe_state_create, smoe_state_free,
-                                 smoe_forward};
+                                 smoe_forward, smoe_state_kv_bytes};

@@ -132,7 +132,7 @@ mica_status attn_scratch_init(attn_scratch *s, const model_hparams *hp, int32_t 
     const uint64_t n[] = {
         B * hp->n_embd, B * hp->n_head * hp->head_dim, B * hp->n_head_kv * hp->head_dim,
         B * hp->n_head_kv * hp->head_dim_v, B * hp->n_head * hp->head_dim_v, B * hp->n_embd,
-        (uint64_t)n_threads * (uint64_t)n_ctx,
+        (uint64_t)n_threads * ((uint64_t)n_ctx + hp->head_dim + hp->head_dim_v),
     }; /* no overflow: n_batch <= 65536 and every width <= 2^20 (load caps) */
     uint64_t total = 0;
     for (size_t i = 0; i < MICA_ARRAY_LEN(n); i++) total += (n[i] + 15) & ~(uint64_t)15;
@@ -147,13 +147,40 @@ mica_status attn_scratch_init(attn_scratch *s, const model_hparams *hp, int32_t 
         *bufs[i] = p;
         p += (n[i] + 15) & ~(uint64_t)15;
     }
+    s->att_stride = (int64_t)n_ctx + hp->head_dim + hp->head_dim_v;
     return MICA_OK;
 }
 
 /* ---- forward ---- */
 
+void attn_over_cache(ops_ctx *c, const model_hparams *hp, const kv_cache_hybrid *kv, uint32_t il,
+                     const float *q, float *out, int32_t n, int32_t pos0, float *att, int64_t att_stride) {
+    const kv_layer *KV = &kv->layers[il];
+    const int64_t nh = hp->n_head, nkv = hp->n_head_kv, hd = hp->head_dim, hdv = hp->head_dim_v;
+    MICA_ASSERT(il < (uint32_t)kv->n_layer && !KV->is_ring && KV->k_dim == nkv * hd && KV->v_dim == nkv * hdv);
+    MICA_ASSERT(att_stride >= (int64_t)pos0 + n + hd + hdv);
+    if (kv->type == MICA_DTYPE_F32) { /* the plain kernel: rows are float arrays */
+        ops_attn_args a = {
+            .q = q, .k = KV->k, .v = KV->v, .out = out, .n_tok = n, .pos0 = pos0, .n_head = nh,
+            .n_head_kv = nkv, .head_dim = hd, .head_dim_v = hdv, .k_stride = KV->k_dim,
+            .v_stride = KV->v_dim, .scale = 1.0f / sqrtf((float)hd), .scratch = att, .kt = c->kt,
+        };
+        /* ops_attention takes pos0 + n floats per thread: within the asserted size */
+        ops_attention(c->pool, &a);
+        return;
+    }
+    ops_attn_ext_args a = {
+        .kt = c->kt, .q = q, .k = KV->k, .v = KV->v, .out = out, .n_tok = n, .pos0 = pos0,
+        .n_head = nh, .n_head_kv = nkv, .head_dim = hd, .head_dim_v = hdv,
+        .k_row_bytes = KV->k_row_bytes, .v_row_bytes = KV->v_row_bytes, .kv_type = kv->type,
+        .scale = 1.0f / sqrtf((float)hd), .window = 0, .n_slots = 0, .sinks = NULL,
+        .scratch = att, .scratch_stride = att_stride,
+    };
+    ops_attention_ext(c->pool, &a);
+}
+
 void attn_forward(ops_ctx *c, const model_hparams *hp, const attn_config *cfg, const attn_layer *L,
-                  kv_cache *kv, uint32_t il, attn_scratch *s, float *x, int32_t n, int32_t pos0) {
+                  kv_cache_hybrid *kv, uint32_t il, attn_scratch *s, float *x, int32_t n, int32_t pos0) {
     const int64_t E = hp->n_embd;
     const int64_t nh = hp->n_head, nkv = hp->n_head_kv, hd = hp->head_dim, hdv = hp->head_dim_v;
     const int64_t qd = nh * hd, kd = nkv * hd, vd = nkv * hdv;
@@ -184,18 +211,12 @@ void attn_forward(ops_ctx *c, const model_hparams *hp, const attn_config *cfg, c
         /* rope */
         ops_rope(q, nh, hd, hp->n_rot, pos0 + t, hp->rope_theta, hp->rope_mode);
         ops_rope(k, nkv, hd, hp->n_rot, pos0 + t, hp->rope_theta, hp->rope_mode);
-        /* store k, v in the cache at their positions */
-        memcpy(kv_cache_k(kv, (int32_t)il, pos0 + t), k, (size_t)kd * sizeof(float));
-        memcpy(kv_cache_v(kv, (int32_t)il, pos0 + t), s->v + t * vd, (size_t)vd * sizeof(float));
+        /* store k, v in the cache at their positions (converted to its type) */
+        kv_cache_hybrid_put(kv, c->kt, (int32_t)il, pos0 + t, k, s->v + t * vd);
     }
 
     /* causal attention over the cache, GQA */
-    ops_attn_args a = {
-        .q = s->q, .k = kv_cache_k(kv, (int32_t)il, 0), .v = kv_cache_v(kv, (int32_t)il, 0), .out = s->out,
-        .n_tok = n, .pos0 = pos0, .n_head = nh, .n_head_kv = nkv, .head_dim = hd, .head_dim_v = hdv,
-        .k_stride = kd, .v_stride = vd, .scale = 1.0f / sqrtf((float)hd), .scratch = s->att,
-    };
-    ops_attention(c->pool, &a);
+    attn_over_cache(c, hp, kv, il, s->q, s->out, n, pos0, s->att, s->att_stride);
 
     /* output projection and residual */
     ops_matmul(c, &L->wo, s->out, n, s->proj);

@@ -69,7 +69,8 @@ typedef struct attn_scratch {
     float *v;    /* [n_batch][n_head_kv*head_dim_v] */
     float *out;  /* [n_batch][n_head*head_dim_v] */
     float *proj; /* [n_batch][n_embd] */
-    float *att;  /* [n_threads][n_ctx] attention scores */
+    float *att;  /* [n_threads][att_stride] attention scores (+ one dequantised k and v head) */
+    int64_t att_stride; /* n_ctx + head_dim + head_dim_v */
     void *block;
 } attn_scratch;
 
@@ -80,10 +81,23 @@ void attn_scratch_deinit(attn_scratch *s);
 
 /*
  * x[n][n_embd] += attention block of layer il for the tokens at positions
- * pos0 .. pos0+n-1, whose keys and values are stored in layer il of kv.
+ * pos0 .. pos0+n-1, whose keys and values are stored in layer il of kv (a
+ * global layer of n_head_kv*head_dim / n_head_kv*head_dim_v values, rows of
+ * the cache's type: F32 is exact, F16/Q8_0 rows are converted when stored
+ * and dequantised when read).
  * Preconditions: 1 <= n <= the scratch's n_batch, pos0 + n <= kv->n_ctx.
  */
 void attn_forward(ops_ctx *c, const model_hparams *hp, const attn_config *cfg, const attn_layer *L,
-                  kv_cache *kv, uint32_t il, attn_scratch *s, float *x, int32_t n, int32_t pos0);
+                  kv_cache_hybrid *kv, uint32_t il, attn_scratch *s, float *x, int32_t n, int32_t pos0);
+
+/*
+ * Causal attention of the n queries in q over layer il of kv (global
+ * layer), into out; the step attn_forward and arch_llama.c share. F32 rows
+ * go through ops_attention, other types through ops_attention_ext.
+ * att: pool_n_threads * att_stride floats, att_stride >= pos0 + n +
+ * head_dim + head_dim_v.
+ */
+void attn_over_cache(ops_ctx *c, const model_hparams *hp, const kv_cache_hybrid *kv, uint32_t il,
+                     const float *q, float *out, int32_t n, int32_t pos0, float *att, int64_t att_stride);
 
 #endif /* MICA_ATTN_H */

@@ -1,38 +1,12 @@
 /*
- * kv_cache.c - allocation of the per-layer KV store (layer: model).
+ * kv_cache.c - allocation and row conversion of the per-layer KV store
+ * (layer: model).
  */
 #include "model/kv_cache.h"
 
+#include "model/model.h"
+
 #include <string.h>
-
-mica_status kv_cache_init(kv_cache *kv, int32_t n_layer, int32_t n_ctx, int64_t k_dim, int64_t v_dim,
-                          mica_err *err) {
-    memset(kv, 0, sizeof *kv);
-    uint64_t nk = 0, nv = 0, rows = 0;
-    if (n_layer <= 0 || n_ctx <= 0 || k_dim <= 0 || v_dim <= 0 ||
-        !mica_mul_ok((uint64_t)n_layer, (uint64_t)n_ctx, &rows) ||
-        !mica_mul_ok(rows, (uint64_t)k_dim * sizeof(float), &nk) ||
-        !mica_mul_ok(rows, (uint64_t)v_dim * sizeof(float), &nv) || nk > SIZE_MAX || nv > SIZE_MAX)
-        return mica_err_set(err, MICA_ERR_LIMIT, "KV cache size overflows");
-    kv->k = mica_aligned_alloc(64, (size_t)nk);
-    kv->v = mica_aligned_alloc(64, (size_t)nv);
-    if (!kv->k || !kv->v) {
-        kv_cache_deinit(kv);
-        return mica_err_set(err, MICA_ERR_NOMEM, "out of memory allocating a %llu-byte KV cache",
-                            (unsigned long long)(nk + nv));
-    }
-    kv->n_layer = n_layer;
-    kv->n_ctx = n_ctx;
-    kv->k_dim = k_dim;
-    kv->v_dim = v_dim;
-    return MICA_OK;
-}
-
-void kv_cache_deinit(kv_cache *kv) {
-    mica_free(kv->k);
-    mica_free(kv->v);
-    memset(kv, 0, sizeof *kv);
-}
 
 /* ---- hybrid caches ---- */
 
@@ -44,7 +18,7 @@ int32_t kv_cache_layer_slots(int32_t window, int32_t n_ctx, int32_t n_batch, boo
 
 /* Row bytes of both tensors of one layer; false for an unusable type or width. */
 static bool kv_layer_row_bytes(const kv_layer_spec *sp, uint32_t type, uint64_t *kb, uint64_t *vb) {
-    if (type != MICA_DTYPE_F32 && type != MICA_DTYPE_Q8_0) return false;
+    if (!kv_cache_type_ok(type)) return false;
     const dtype_traits *tr = dtype_get(type);
     if (!tr || sp->k_dim <= 0 || sp->v_dim <= 0 || sp->k_dim % tr->blck || sp->v_dim % tr->blck) return false;
     return dtype_row_bytes(type, sp->k_dim, kb) && dtype_row_bytes(type, sp->v_dim, vb);
@@ -69,13 +43,19 @@ mica_status kv_cache_hybrid_init(kv_cache_hybrid *kv, const kv_layer_spec *specs
     memset(kv, 0, sizeof *kv);
     if (n_layer <= 0 || n_ctx <= 0 || n_batch <= 0)
         return mica_err_set(err, MICA_ERR_INVALID_ARG, "KV cache: bad layer count, context or batch");
-    if (type != MICA_DTYPE_F32 && type != MICA_DTYPE_Q8_0)
-        return mica_err_set(err, MICA_ERR_INVALID_ARG, "KV cache type %s is not supported (F32 or Q8_0)",
+    if (!kv_cache_type_ok(type))
+        return mica_err_set(err, MICA_ERR_INVALID_ARG, "KV cache type %s is not supported (F32, F16 or Q8_0)",
                             dtype_name(type));
+    const dtype_traits *tr = dtype_get(type);
+    for (int32_t il = 0; il < n_layer; il++)
+        if (specs[il].k_dim <= 0 || specs[il].v_dim <= 0 || specs[il].k_dim % tr->blck || specs[il].v_dim % tr->blck)
+            return mica_err_set(err, MICA_ERR_INVALID_ARG,
+                                "KV cache type %s needs rows in multiples of %u values; layer %d has %lld/%lld",
+                                dtype_name(type), (unsigned)tr->blck, il, (long long)specs[il].k_dim,
+                                (long long)specs[il].v_dim);
     const uint64_t total = kv_cache_hybrid_bytes(specs, n_layer, n_ctx, n_batch, type, ring);
     if (total == UINT64_MAX || total > SIZE_MAX)
-        return mica_err_set(err, MICA_ERR_LIMIT, "KV cache size overflows (or a row width is not a "
-                            "multiple of the %s block)", dtype_name(type));
+        return mica_err_set(err, MICA_ERR_LIMIT, "KV cache size overflows");
     kv->layers = mica_calloc((size_t)n_layer, sizeof *kv->layers);
     if (!kv->layers) return mica_err_set(err, MICA_ERR_NOMEM, "out of memory");
     kv->n_layer = n_layer;
@@ -111,6 +91,25 @@ void kv_cache_hybrid_deinit(kv_cache_hybrid *kv) {
     }
     mica_free(kv->layers);
     memset(kv, 0, sizeof *kv);
+}
+
+mica_status kv_cache_uniform_init(kv_cache_hybrid *kv, int32_t n_layer, int32_t n_ctx, int64_t k_dim,
+                                  int64_t v_dim, uint32_t type, mica_err *err) {
+    memset(kv, 0, sizeof *kv);
+    if (n_layer <= 0 || n_layer > MODEL_MAX_LAYERS)
+        return mica_err_set(err, MICA_ERR_INVALID_ARG, "KV cache: bad layer count %d", n_layer);
+    kv_layer_spec specs[MODEL_MAX_LAYERS];
+    for (int32_t il = 0; il < n_layer; il++) specs[il] = (kv_layer_spec){k_dim, v_dim, 0};
+    return kv_cache_hybrid_init(kv, specs, n_layer, n_ctx, 1, type, false, err);
+}
+
+uint64_t kv_cache_uniform_bytes(int32_t n_layer, int32_t n_ctx, int64_t k_dim, int64_t v_dim, uint32_t type) {
+    const kv_layer_spec sp = {k_dim, v_dim, 0};
+    uint64_t kb = 0, vb = 0, row = 0, b = 0;
+    if (n_layer < 0 || n_ctx < 0 || !kv_layer_row_bytes(&sp, type, &kb, &vb) || !mica_add_ok(kb, vb, &row) ||
+        !mica_mul_ok(row, (uint64_t)n_layer, &b) || !mica_mul_ok(b, (uint64_t)n_ctx, &b))
+        return UINT64_MAX;
+    return b;
 }
 
 void kv_cache_hybrid_put(kv_cache_hybrid *kv, const kern_table *kt, int32_t il, int64_t pos,

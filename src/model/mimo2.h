@@ -4,8 +4,8 @@
  * options, the size of its KV cache, and a read-only view of how each layer
  * was configured, for `mica info`, tests and a later speculative decoder.
  *
- * The registry entry (arch_mimo2_ops, state_create) uses the defaults:
- * F32 KV rows, sliding-window layers as rings.
+ * The registry entry (arch_mimo2_ops, state_create) uses the session's KV
+ * type and sliding-window layers as rings.
  */
 #ifndef MICA_MIMO2_H
 #define MICA_MIMO2_H
@@ -16,7 +16,7 @@
 #include "model/model.h"
 
 typedef struct mimo2_state_opts {
-    uint32_t kv_type;  /* MICA_DTYPE_F32 (default) or MICA_DTYPE_Q8_0 */
+    uint32_t kv_type;  /* MICA_DTYPE_F32 (default), MICA_DTYPE_F16 or MICA_DTYPE_Q8_0 */
     bool swa_full;     /* debug: sliding-window layers keep every position (no ring);
                           the window mask alone then limits what they see */
 } mimo2_state_opts;

@@ -67,8 +67,10 @@ struct arch_ops {
     /* Reads hyperparameters and binds weights into m->arch_data (owned, freed by unload). */
     mica_status (*load)(mica_model *m, mica_err *err);
     void (*unload)(mica_model *m);
+    /* kv_type: element type of the KV rows, MICA_DTYPE_F32, F16 or Q8_0
+     * (MICA_ERR_INVALID_ARG if the rows cannot be stored in it). */
     mica_status (*state_create)(const mica_model *m, mica_pool *pool, int32_t n_ctx,
-                                int32_t n_batch, arch_state **out, mica_err *err);
+                                int32_t n_batch, uint32_t kv_type, arch_state **out, mica_err *err);
     void (*state_free)(arch_state *st);
     /*
      * Evaluates n (<= n_batch) tokens at positions pos0.. and stores their K/V.
@@ -77,6 +79,8 @@ struct arch_ops {
      */
     void (*forward)(const mica_model *m, arch_state *st, const int32_t *tokens, int32_t n,
                     int32_t pos0, float *logits, bool all_logits);
+    /* Bytes of K/V rows the state allocated (measured). */
+    uint64_t (*state_kv_bytes)(const arch_state *st);
 };
 
 struct mica_model {
@@ -113,10 +117,15 @@ const char *arch_names(void);
 /*
  * Bytes of K/V rows m's architecture allocates for a state of (n_ctx,
  * n_batch) with F32 rows: its own formula where it has one (mimo2's hybrid
- * cache), else n_ctx * n_layer * n_head_kv * (head_dim + head_dim_v) * 4.
+ * cache, deepseek2's latent cache), else n_ctx * n_layer * n_head_kv *
+ * (head_dim + head_dim_v) * 4.
  * UINT64_MAX on overflow.
  */
 uint64_t arch_kv_bytes(const mica_model *m, int32_t n_ctx, int32_t n_batch);
+
+/* As arch_kv_bytes for rows of kv_type (F32, F16, Q8_0); UINT64_MAX on
+ * overflow or if a row width is not a multiple of the type's block. */
+uint64_t arch_kv_bytes_type(const mica_model *m, int32_t n_ctx, int32_t n_batch, uint32_t kv_type);
 
 /* ---- helpers for architecture files (weights.c) ---- */
 

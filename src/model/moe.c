@@ -103,7 +103,7 @@ mica_status moe_read_params(const mica_model *m, const moe_params *defaults, int
     return MICA_OK;
 }
 
-mica_status moe_bind(const mica_model *m, uint32_t il, const moe_params *p, int64_t n_embd,
+mica_status moe_bind(mica_model *m, uint32_t il, const moe_params *p, int64_t n_embd,
                      moe_layer *L, mica_err *err) {
     const int64_t E = n_embd, NE = p->n_expert, F = p->n_ff_exp, FS = p->n_ff_shexp;
     char name[96];
@@ -137,6 +137,9 @@ mica_status moe_bind(const mica_model *m, uint32_t il, const moe_params *p, int6
         if (weights_bind(m, &L->next_probs_b, name, 1, (const int64_t[]){NE}, true, true, &ignored))
             memset(&L->next_probs_b, 0, sizeof L->next_probs_b);
     }
+    /* a token reads only its k experts' slices of the expert tensors */
+    const uint64_t unread = moe_unread_bytes_per_token(p, L);
+    m->bytes_per_token -= MICA_MIN(m->bytes_per_token, unread);
     return MICA_OK;
 }
 

@@ -129,9 +129,12 @@ mica_status moe_read_params(const mica_model *m, const moe_params *defaults, int
  * Binds layer il's MoE tensors (blk.{il}.ffn_gate_inp.weight,
  * exp_probs_b.bias (optional), ffn_{gate,up,down}_exps.weight, and
  * ffn_{gate,up,down}_shexp.weight when p->n_ff_shexp > 0) with shape checks.
- * A missing or misshapen tensor is an error naming it.
+ * A missing or misshapen tensor is an error naming it. On success it also
+ * subtracts the routed-expert bytes a token does not read
+ * (moe_unread_bytes_per_token) from m->bytes_per_token, which model loading
+ * starts at every tensor's full size: bind each MoE layer exactly once.
  */
-mica_status moe_bind(const mica_model *m, uint32_t il, const moe_params *p, int64_t n_embd,
+mica_status moe_bind(mica_model *m, uint32_t il, const moe_params *p, int64_t n_embd,
                      moe_layer *L, mica_err *err);
 
 /* Scratch ops_matmul needs for this layer's products over up to n_batch tokens. */
@@ -139,9 +142,8 @@ size_t moe_qbuf_bytes(const kern_table *kt, const moe_layer *L, int32_t n_batch)
 
 /*
  * Bytes of this layer's routed-expert weights that one token does not read:
- * (n_expert - n_expert_used) / n_expert of the three expert tensors. An
- * architecture's load subtracts it from mica_model.bytes_per_token, which
- * counts every tensor in full.
+ * (n_expert - n_expert_used) / n_expert of the three expert tensors (what
+ * moe_bind subtracts from mica_model.bytes_per_token).
  */
 uint64_t moe_unread_bytes_per_token(const moe_params *p, const moe_layer *L);
 

@@ -256,6 +256,9 @@ class DeepSeekRefModel(model_ref.RefModel):
         def lin(v, name):
             if self.act_quant and self.weight_type(p + name) in ("Q8_0", "Q4_0"):
                 v = model_ref.act_roundtrip_q8_0(v)
+            if self._cache is None:      # too big to cache: this expert's slice only
+                ne1 = self.g.tensors[p + name].ne[1]
+                return v @ self.g.rows(p + name, e * ne1, (e + 1) * ne1).astype(F).T
             return v @ self.w(p + name)[e].T
         g = lin(x, "ffn_gate_exps.weight")
         return lin(g / (1.0 + np.exp(-g)) * lin(x, "ffn_up_exps.weight"), "ffn_down_exps.weight")
@@ -267,10 +270,21 @@ class DeepSeekRefModel(model_ref.RefModel):
         logits = self.linear(h, p + "ffn_gate_inp.weight")      # (n, E)
         bias = self.w(p + "exp_probs_b.bias") if self.has(p + "exp_probs_b.bias") else None
         out = np.zeros_like(h)
-        for t in range(h.shape[0]):
-            ids, w = self.route(logits[t], bias)
-            for e, we in zip(ids, w):
-                out[t] += we * self.expert(h[t:t + 1], p, e)[0]
+        if self._cache is None:          # group the tokens by expert: each slice dequantised once
+            users = {}
+            for t in range(h.shape[0]):
+                ids, w = self.route(logits[t], bias)
+                for e, we in zip(ids, w):
+                    users.setdefault(int(e), []).append((t, we))
+            for e in sorted(users):
+                y = self.expert(h[[t for t, _ in users[e]]], p, e)
+                for k, (t, we) in enumerate(users[e]):
+                    out[t] += we * y[k]
+        else:
+            for t in range(h.shape[0]):
+                ids, w = self.route(logits[t], bias)
+                for e, we in zip(ids, w):
+                    out[t] += we * self.expert(h[t:t + 1], p, e)[0]
         if self.has(p + "ffn_gate_shexp.weight"):
             out += self.swiglu(h, p + "ffn_gate_shexp.weight", p + "ffn_up_shexp.weight",
                                p + "ffn_down_shexp.weight")

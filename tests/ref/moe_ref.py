@@ -183,16 +183,17 @@ class MoERefModel(model_ref.RefModel):
             w = w / w.sum()
         return ids, w * self.w_scale
 
-    def expert_linear(self, x, name, e):
+    def expert_linear(self, x, name, e, We=None):
         """x @ W_e^T for slice e of a 3-D expert tensor (with the optional
-        activation-quantisation simulation of RefModel.linear)."""
+        activation-quantisation simulation of RefModel.linear); We: that slice
+        already dequantised."""
         if self.act_quant:
             t = self.weight_type(name)
             if t in ("Q8_0", "Q4_0"):
                 x = model_ref.act_roundtrip_q8_0(x)
             elif t in ("Q4_K", "Q6_K"):
                 x = model_ref.act_roundtrip_q8_k(x)
-        return x @ self.w(name)[e].T
+        return x @ (We if We is not None else self.w(name)[e]).T
 
     def ffn(self, il, h):
         p = "blk.%d." % il
@@ -201,6 +202,8 @@ class MoERefModel(model_ref.RefModel):
         logits = self.linear(h, p + "ffn_gate_inp.weight")          # (n, E)
         bias = self.w(p + "exp_probs_b.bias") if self.has(p + "exp_probs_b.bias") else None
         out = np.zeros_like(h)
+        if self._cache is None:          # too big to cache: dequantise one expert at a time
+            return self.ffn_lazy(p, h, logits, bias, out)
         for t in range(h.shape[0]):
             ids, w = self.route(logits[t], bias)
             x = h[t:t + 1]
@@ -209,6 +212,33 @@ class MoERefModel(model_ref.RefModel):
                 up = self.expert_linear(x, p + "ffn_up_exps.weight", e)
                 act = gate / (1.0 + np.exp(-gate)) * up
                 out[t] += we * self.expert_linear(act, p + "ffn_down_exps.weight", e)[0]
+        return out
+
+    def expert_slice(self, name, e):
+        """Slice e of a 3-D expert tensor, dequantised on its own (float64)."""
+        ne1 = self.g.tensors[name].ne[1]
+        return self.g.rows(name, e * ne1, (e + 1) * ne1).astype(F)
+
+    def ffn_lazy(self, p, h, logits, bias, out):
+        """The same layer for a model whose weights are not cached (a
+        realistic shape, tests/llamacpp/realistic.py): every token is routed
+        first, then each chosen expert's three slices are dequantised once and
+        applied to the rows of the tokens that chose it. Only the order of
+        the float64 sums differs from ffn's token-by-token loop."""
+        users = {}
+        for t in range(h.shape[0]):
+            ids, w = self.route(logits[t], bias)
+            for e, we in zip(ids, w):
+                users.setdefault(int(e), []).append((t, we))
+        names = [p + "ffn_gate_exps.weight", p + "ffn_up_exps.weight", p + "ffn_down_exps.weight"]
+        for e in sorted(users):
+            rows = [t for t, _ in users[e]]
+            x = h[rows]
+            gate = self.expert_linear(x, names[0], e, self.expert_slice(names[0], e))
+            up = self.expert_linear(x, names[1], e, self.expert_slice(names[1], e))
+            y = self.expert_linear(gate / (1.0 + np.exp(-gate)) * up, names[2], e, self.expert_slice(names[2], e))
+            for k, (t, we) in enumerate(users[e]):
+                out[t] += we * y[k]
         return out
 
 

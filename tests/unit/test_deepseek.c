@@ -496,9 +496,9 @@ TEST(ds_latent_cache_bytes) {
     mica_pool *pool = NULL;
     ASSERT_OK(pool_create(1, &pool));
     arch_state *st = NULL;
-    ASSERT_OK(m->arch->state_create(m, pool, 100, 8, &st, &e));
+    ASSERT_OK(m->arch->state_create(m, pool, 100, 8, MICA_DTYPE_F32, &st, &e));
     ASSERT_EQ(deepseek2_state_kv_bytes(st), 100 * 1920);
-    ASSERT_EQ(deepseek2_kv_bytes(m, 100), 100 * 1920);
+    ASSERT_EQ(deepseek2_kv_bytes(m, 100, MICA_DTYPE_F32), 100 * 1920);
     ASSERT_EQ(mica_model_kv_bytes(m, 1000), 1000 * 1920);
     m->arch->state_free(st);
     pool_free(pool);
