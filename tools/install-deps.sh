@@ -5,7 +5,8 @@
 #
 #   build:  gcc, make, libpcre2-dev (pre-tokenizer regexes),
 #           libutf8proc-dev (WordPiece normalisation),
-#           libmicrohttpd-dev, libjansson-dev (mica serve: HTTP and JSON)
+#           libmicrohttpd-dev, libjansson-dev (mica serve: HTTP and JSON),
+#           liburing-dev (io_uring reads of streamed experts)
 #   tests:  python3-numpy (the independent reference forward pass)
 #   fuzz:   clang, libclang-rt-14-dev (libFuzzer, sanitizers)
 #   chat test: tmux (drives mica chat as a person would)
@@ -21,8 +22,10 @@ command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/utf8proc.h ] || need+=(libutf8proc-dev)
 [ -f /usr/include/microhttpd.h ] || need+=(libmicrohttpd-dev)
 [ -f /usr/include/jansson.h ] || need+=(libjansson-dev)
+[ -f /usr/include/liburing.h ] || need+=(liburing-dev)
 /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1 || need+=(python3-numpy)
 /usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1 || need+=(python3-jinja2)
+/usr/bin/python3 -c 'import jsonschema' >/dev/null 2>&1 || need+=(python3-jsonschema) # independent schema validator (server test)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v curl >/dev/null 2>&1 || need+=(curl)

@@ -30,8 +30,15 @@
  *   not holding an earlier prefetch nobody has looked up yet), least recently
  *   used first; it never evicts a leased slot, never waits, never fails
  *   visibly (a failed prefetch read just leaves the slot empty).
+ * - Pinned slots (estore_params.pinned, the hot set learned from earlier
+ *   runs) hold one expert each for the store's whole life: they are never
+ *   evicted, by lookups or by prefetch. Their reads start at creation, in the
+ *   background; a lookup of a pinned expert still being read waits for it
+ *   like any other. A pinned read that fails unpins that slot (it becomes an
+ *   ordinary empty slot). At most n_slots - 1 slots are pinned.
  * - expert_store_free requires zero leases (asserted); it waits for reads in
- *   flight, stops the I/O threads and frees the arena.
+ *   flight, drops queued reads nobody waits for, stops the I/O threads and
+ *   frees the arena.
  * - Placement never changes results: a view holds exactly the file's bytes
  *   of that expert, so a computation over it is bit-identical to one over
  *   the mapped file.
@@ -39,6 +46,16 @@
  * Deadlock rule: a caller holding leases from this store must not call
  * lookup until it has released them (lookup may wait for a free slot when
  * every slot is leased, and only releases can free one).
+ *
+ * Reads: with io_mode ESTORE_IO_AUTO the store first tries one I/O thread
+ * driving an io_uring (expert_io.h: up to ESTORE_RING_EXPERTS experts, all
+ * their parts, in flight at once); where io_uring is unavailable it says so
+ * once (expert_store_note) and uses n_io_threads pread threads instead, as
+ * ESTORE_IO_THREADS always does. Both deliver the same bytes.
+ *
+ * Usage: the store counts the lookups of every (layer, expert)
+ * (expert_store_usage); the engine keeps them across runs to choose the
+ * pinned set (expert_usage.h).
  *
  * Thread safety: every function may be called from any thread concurrently
  * (one mutex inside), except expert_store_free, which must be last.
@@ -56,6 +73,18 @@
 #define ESTORE_MAX_LOOKUP     64   /* experts one lookup call may ask for */
 #define ESTORE_MAX_IO_THREADS 64
 #define ESTORE_DEFAULT_IO_THREADS 4
+#define ESTORE_RING_EXPERTS   16   /* experts in flight at once through an io_uring */
+
+/* How the store reads. */
+enum estore_io {
+    ESTORE_IO_AUTO = 0,   /* io_uring if the kernel allows it, else pread threads */
+    ESTORE_IO_THREADS = 1 /* pread threads only */
+};
+
+/* One expert: (layer, expert id). */
+typedef struct estore_eid {
+    int32_t layer, expert;
+} estore_eid;
 
 /* Where the experts of one layer are in the source. n_expert 0: none. */
 typedef struct estore_layer {
@@ -69,6 +98,11 @@ typedef struct estore_params {
     const estore_layer *layers;   /* [n_layer], copied */
     uint64_t cache_bytes;         /* the arena may use at most this many bytes */
     int32_t n_io_threads;         /* 1..ESTORE_MAX_IO_THREADS; 0: ESTORE_DEFAULT_IO_THREADS */
+    int32_t io_mode;              /* enum estore_io */
+    const estore_eid *pinned;     /* [n_pinned] experts to pin, most important first (copied);
+                                     out-of-range ids and duplicates are skipped, and the list is
+                                     cut at n_slots - 1 */
+    int32_t n_pinned;
 } estore_params;
 
 /* One leased expert: its parts' bytes, valid until its lease is released. */
@@ -98,6 +132,8 @@ typedef struct estore_stats {
     uint64_t slot_bytes;
     int32_t resident_slots;    /* slots holding an expert (ready or loading) */
     int32_t leased_slots;      /* slots with at least one lease */
+    int32_t pinned_slots;      /* slots pinned to one expert (ready or loading) */
+    bool ring;                 /* reads go through io_uring */
 } estore_stats;
 
 typedef struct expert_store expert_store;
@@ -162,7 +198,15 @@ void expert_store_stats(expert_store *s, estore_stats *out);
 /* Bytes of the arena (n_slots * slot_bytes): what the cache may hold at most. */
 uint64_t expert_store_arena_bytes(const expert_store *s);
 
-/* The source's one-time note (e.g. the O_DIRECT fallback), or "". Borrowed. */
+/*
+ * Lookups per expert since creation: writes min(cap, N) counts to out, where
+ * N = the sum of n_expert over layers, in order layer 0's experts 0..n-1,
+ * then layer 1's, ...; returns N. Saturates at UINT32_MAX.
+ */
+int64_t expert_store_usage(expert_store *s, uint32_t *out, int64_t cap);
+
+/* The one-time notes of the source and the store (O_DIRECT or io_uring
+ * fallbacks), or "". Borrowed. */
 const char *expert_store_note(const expert_store *s);
 
 /* True if reads bypass the page cache (O_DIRECT). */

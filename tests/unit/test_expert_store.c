@@ -13,7 +13,9 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "convert/gen.h"
@@ -21,6 +23,7 @@
 #include "tensor/dtype.h"
 #include "mica.h"
 #include "model/expert_store.h"
+#include "model/expert_usage.h"
 #include "test.h"
 
 /* ---- an in-memory source with fault injection ---- */
@@ -111,7 +114,10 @@ static bool get1(expert_store *s, int32_t l, int32_t e, estore_lease *ls) {
     estore_view v;
     int32_t got = 0;
     mica_err err = {0};
-    if (expert_store_lookup(s, l, &e, 1, &v, ls, &got, &err) || got != 1) return false;
+    if (expert_store_lookup(s, l, &e, 1, &v, ls, &got, &err) || got != 1) {
+        fprintf(stderr, "    lookup (%d, %d): %s\n", l, e, err.msg);
+        return false;
+    }
     return view_ok(&v, l, e);
 }
 
@@ -432,7 +438,7 @@ TEST(estore_file_source_and_truncation) {
     if (!src->direct) fprintf(stderr, "    note: %s\n", src->note);
     ASSERT_TRUE(src->direct ? src->align == ESRC_DIRECT_ALIGN : src->note[0] != '\0');
     const uint64_t sb = expert_store_slot_bytes(t_layers, 2, src->align);
-    estore_params p = {.n_layer = 2, .layers = t_layers, .cache_bytes = 4 * sb};
+    estore_params p = {.n_layer = 2, .layers = t_layers, .cache_bytes = 5 * sb};
     expert_store *s = NULL;
     ASSERT_OK(expert_store_create(&p, src, T_SIZE, &s, &err));
     estore_lease ls;
@@ -449,6 +455,10 @@ TEST(estore_file_source_and_truncation) {
         ASSERT_TRUE(get1(s, 0, e, &ls));
         expert_store_release(s, &ls);
     }
+    /* bytes still in the shrunken file are not read either: the file changed */
+    int32_t e5 = 5;
+    ASSERT_EQ(expert_store_lookup(s, 0, &e5, 1, &v, &ls, &got, &err), MICA_ERR_IO);
+    ASSERT_TRUE(strstr(err.msg, "changed size while in use") && strstr(err.msg, "estore_file.bin"));
     expert_store_free(s);
     /* a plain buffered source says nothing */
     ASSERT_OK(esrc_open_file(path, false, &src, &err));
@@ -768,4 +778,450 @@ TEST(estore_model_truncated_under_reader) {
     mica_session_free(s);
     mica_model_free(m);
     remove(path);
+}
+
+/* ---- io_uring and pread threads; pinned experts; a file changed in place ---- */
+
+/* Writes the pattern file of T_SIZE bytes; its mtime is set 100 s in the past so a rewrite moves it. */
+static bool est_pattern_file(const char *path) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return false;
+    for (uint64_t i = 0; i < T_SIZE; i++) fputc(pat(i), f);
+    if (fclose(f) != 0) return false;
+    struct timespec past[2];
+    clock_gettime(CLOCK_REALTIME, &past[0]);
+    past[0].tv_sec -= 100;
+    past[1] = past[0];
+    return utimensat(AT_FDCWD, path, past, 0) == 0;
+}
+
+static expert_store *est_file_store(const char *path, int32_t io_mode, int32_t n_slots, const estore_eid *pins,
+                                    int32_t n_pins) {
+    estore_source *src = NULL;
+    mica_err err = {0};
+    if (esrc_open_file(path, true, &src, &err)) return NULL;
+    const uint64_t sb = expert_store_slot_bytes(t_layers, 2, src->align);
+    estore_params p = {.n_layer = 2, .layers = t_layers, .cache_bytes = (uint64_t)n_slots * sb, .n_io_threads = 3,
+                       .io_mode = io_mode, .pinned = pins, .n_pinned = n_pins};
+    expert_store *s = NULL;
+    if (expert_store_create(&p, src, T_SIZE, &s, &err)) {
+        fprintf(stderr, "    create: %s\n", err.msg);
+        return NULL;
+    }
+    return s;
+}
+
+/* Every expert, in batches of 5 (several reads in flight), through a 6-slot cache, 3 rounds. */
+static bool est_read_all(expert_store *s) {
+    for (int round = 0; round < 3; round++)
+        for (int32_t l = 0; l < 2; l++)
+            for (int32_t e0 = 0; e0 < T_NE;) {
+                int32_t ids[5], n = 0;
+                for (int32_t e = e0; e < T_NE && n < 5; e++) ids[n++] = (e + round * 3) % T_NE;
+                estore_view v[5];
+                estore_lease ls[5];
+                int32_t got = 0;
+                mica_err err = {0};
+                if (expert_store_lookup(s, l, ids, n, v, ls, &got, &err)) {
+                    fprintf(stderr, "    lookup: %s\n", err.msg);
+                    return false;
+                }
+                bool ok = true;
+                for (int32_t i = 0; i < got; i++) {
+                    ok &= view_ok(&v[i], l, ids[i]);
+                    expert_store_release(s, &ls[i]);
+                }
+                if (!ok) return false;
+                e0 += got;
+            }
+    return true;
+}
+
+TEST(estore_ring_and_threads_give_the_file_bytes) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/estore_ring.bin", test_tmp_dir());
+    ASSERT_TRUE(est_pattern_file(path));
+    bool ring_seen = false;
+    for (int mode = 0; mode < 2; mode++) {
+        expert_store *s = est_file_store(path, mode ? ESTORE_IO_THREADS : ESTORE_IO_AUTO, 6, NULL, 0);
+        ASSERT_TRUE(s != NULL);
+        estore_stats st;
+        expert_store_stats(s, &st);
+        if (mode == 0 && !st.ring) fprintf(stderr, "    no io_uring here: %s\n", expert_store_note(s));
+        if (mode == 0 && !st.ring) ASSERT_TRUE(strstr(expert_store_note(s), "io_uring unavailable") != NULL);
+        if (mode == 1) ASSERT_TRUE(!st.ring && !strstr(expert_store_note(s), "io_uring"));
+        ring_seen |= st.ring;
+        ASSERT_TRUE(est_read_all(s)); /* the bytes are the file's: the pattern, not the other path's output */
+        expert_store_stats(s, &st);
+        ASSERT_TRUE(st.reads > 16 && st.read_errors == 0 && st.evictions > 0);
+        expert_store_free(s);
+    }
+    if (!ring_seen) test_skip("io_uring unavailable: only the pread path was compared with the file");
+    remove(path);
+}
+
+TEST(estore_pinned_slots_never_evicted) {
+    mem_src *src = mem_src_new(T_SIZE, 1);
+    const uint64_t sb = expert_store_slot_bytes(t_layers, 2, 1);
+    /* duplicates and out-of-range entries are skipped; 3 remain, cut to n_slots - 1 = 3 */
+    const estore_eid pins[] = {{0, 1}, {1, 3}, {0, 1}, {5, 0}, {1, 99}, {1, 7}, {0, 2}, {0, 3}};
+    estore_params p = {.n_layer = 2, .layers = t_layers, .cache_bytes = 4 * sb, .n_io_threads = 2,
+                       .pinned = pins, .n_pinned = (int32_t)MICA_ARRAY_LEN(pins)};
+    expert_store *s = NULL;
+    mica_err err = {0};
+    ASSERT_OK(expert_store_create(&p, &src->base, T_SIZE, &s, &err));
+    estore_stats st;
+    expert_store_stats(s, &st);
+    ASSERT_EQ(st.pinned_slots, 3);
+    ASSERT_EQ(st.resident_slots, 3);
+    /* the pinned experts arrive by themselves and are hits */
+    estore_lease ls;
+    ASSERT_TRUE(get1(s, 0, 1, &ls));
+    expert_store_release(s, &ls);
+    ASSERT_TRUE(get1(s, 1, 7, &ls));
+    expert_store_release(s, &ls);
+    /* every other expert goes through the one free slot, many times */
+    for (int round = 0; round < 4; round++)
+        for (int32_t l = 0; l < 2; l++)
+            for (int32_t e = 0; e < T_NE; e++) {
+                if ((l == 0 && e == 1) || (l == 1 && (e == 3 || e == 7))) continue;
+                ASSERT_TRUE(get1(s, l, e, &ls));
+                expert_store_release(s, &ls);
+                int32_t ids[2] = {(e + 1) % T_NE, (e + 2) % T_NE}; /* prefetch cannot evict them either */
+                expert_store_prefetch(s, l, ids, 2, false);
+            }
+    expert_store_stats(s, &st);
+    const uint64_t misses = st.misses, reads = (uint64_t)atomic_load(&src->reads);
+    ASSERT_EQ(st.pinned_slots, 3);
+    ASSERT_TRUE(get1(s, 0, 1, &ls)); /* still resident: no read */
+    expert_store_release(s, &ls);
+    ASSERT_TRUE(get1(s, 1, 3, &ls));
+    expert_store_release(s, &ls);
+    expert_store_stats(s, &st);
+    ASSERT_EQ(st.misses, misses);
+    ASSERT_EQ((uint64_t)atomic_load(&src->reads), reads);
+    /* usage counts: every lookup of (layer, expert), in layer-major order */
+    uint32_t use[2 * T_NE];
+    ASSERT_EQ(expert_store_usage(s, use, 2 * T_NE), 2 * T_NE);
+    ASSERT_EQ(use[0 * T_NE + 1], 2u);
+    ASSERT_EQ(use[1 * T_NE + 3], 1u);
+    ASSERT_EQ(use[1 * T_NE + 7], 1u);
+    ASSERT_EQ(use[0 * T_NE + 0], 4u);
+    expert_store_free(s);
+}
+
+TEST(estore_pinned_read_failure_unpins) {
+    mem_src *src = mem_src_new(T_SIZE, 1);
+    atomic_store(&src->fail_io, 1000);
+    const uint64_t sb = expert_store_slot_bytes(t_layers, 2, 1);
+    const estore_eid pins[] = {{0, 4}};
+    estore_params p = {.n_layer = 2, .layers = t_layers, .cache_bytes = 3 * sb, .n_io_threads = 1,
+                       .pinned = pins, .n_pinned = 1};
+    expert_store *s = NULL;
+    mica_err err = {0};
+    ASSERT_OK(expert_store_create(&p, &src->base, T_SIZE, &s, &err));
+    estore_stats st;
+    for (int i = 0; i < 2000; i++) { /* wait for the failed pinned read */
+        expert_store_stats(s, &st);
+        if (st.read_errors > 0 && st.pinned_slots == 0) break;
+        usleep(1000);
+    }
+    ASSERT_EQ(st.pinned_slots, 0);
+    atomic_store(&src->fail_io, 0);
+    estore_lease ls;
+    ASSERT_TRUE(get1(s, 0, 4, &ls)); /* read again, as an ordinary expert */
+    expert_store_release(s, &ls);
+    for (int32_t e = 0; e < T_NE; e++) { /* and every slot is usable */
+        ASSERT_TRUE(get1(s, 1, e, &ls));
+        expert_store_release(s, &ls);
+    }
+    expert_store_free(s);
+}
+
+TEST(estore_file_rewritten_in_place_is_an_error) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/estore_rewrite.bin", test_tmp_dir());
+    for (int mode = 0; mode < 2; mode++) {
+        ASSERT_TRUE(est_pattern_file(path));
+        expert_store *s = est_file_store(path, mode ? ESTORE_IO_THREADS : ESTORE_IO_AUTO, 4, NULL, 0);
+        ASSERT_TRUE(s != NULL);
+        estore_lease ls;
+        ASSERT_TRUE(get1(s, 0, 0, &ls));
+        expert_store_release(s, &ls);
+        /* same size, other bytes: expert 2 of layer 0 rewritten */
+        int fd = open(path, O_WRONLY);
+        ASSERT_TRUE(fd >= 0);
+        uint8_t junk[300];
+        memset(junk, 0x5a, sizeof junk);
+        ASSERT_EQ(pwrite(fd, junk, sizeof junk, (off_t)t_layers[0].part_off[0] + 2 * 300), (ssize_t)sizeof junk);
+        ASSERT_EQ(close(fd), 0);
+        int32_t e = 2, got = 0;
+        estore_view v;
+        mica_err err = {0};
+        ASSERT_EQ(expert_store_lookup(s, 0, &e, 1, &v, &ls, &got, &err), MICA_ERR_IO);
+        ASSERT_TRUE(got == 0 && v.part[0] == NULL && ls.slot < 0);
+        if (!strstr(err.msg, "was modified")) fprintf(stderr, "    %s\n", err.msg);
+        ASSERT_TRUE(strstr(err.msg, "was modified") && strstr(err.msg, "estore_rewrite.bin"));
+        e = 5; /* untouched bytes of the changed file: refused too */
+        ASSERT_EQ(expert_store_lookup(s, 0, &e, 1, &v, &ls, &got, &err), MICA_ERR_IO);
+        ASSERT_TRUE(get1(s, 0, 0, &ls)); /* the cached expert: the original bytes */
+        expert_store_release(s, &ls);
+        expert_store_free(s);
+    }
+    remove(path);
+}
+
+/* ---- the usage file ---- */
+
+static bool est_copy(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    bool ok = in && out;
+    char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    if (in) fclose(in);
+    if (out && fclose(out) != 0) ok = false;
+    return ok;
+}
+
+static long est_file_size(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+TEST(estore_usage_file_roundtrip_and_rejects) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/estore_usage.bin.usage", test_tmp_dir());
+    remove(path);
+    const int32_t ne[3] = {4, 0, 3};
+    const eusage_id id = {123456, 0x1122334455667788ull};
+    const float c[7] = {1.5f, 0, 7, 2, 0.25f, 9, 3};
+    float r[7] = {0};
+    bool absent = false;
+    mica_err err = {0};
+    ASSERT_EQ(eusage_read(path, &id, ne, 3, r, &absent, &err), MICA_ERR_IO);
+    ASSERT_TRUE(absent);
+    ASSERT_OK(eusage_write(path, &id, ne, 3, c, &err));
+    /* the layout of expert_usage.h: 40 + 4 * 3 + 4 * 7 + 8 bytes */
+    ASSERT_EQ(est_file_size(path), 40 + 12 + 28 + 8);
+    ASSERT_OK(eusage_read(path, &id, ne, 3, r, &absent, &err));
+    ASSERT_TRUE(memcmp(r, c, sizeof c) == 0);
+    /* another model: identity differs */
+    const eusage_id other = {123456, 0x1122334455667789ull};
+    float keep[7] = {-1, -1, -1, -1, -1, -1, -1};
+    ASSERT_EQ(eusage_read(path, &other, ne, 3, keep, &absent, &err), MICA_ERR_FORMAT);
+    ASSERT_TRUE(!absent && strstr(err.msg, "another model") && keep[0] == -1);
+    /* other layers */
+    const int32_t ne2[3] = {4, 1, 2};
+    ASSERT_EQ(eusage_read(path, &id, ne2, 3, keep, &absent, &err), MICA_ERR_FORMAT);
+    ASSERT_TRUE(strstr(err.msg, "layers do not match") != NULL);
+    /* one flipped bit of a count: the checksum */
+    int fd = open(path, O_RDWR);
+    ASSERT_TRUE(fd >= 0);
+    uint8_t b;
+    ASSERT_EQ(pread(fd, &b, 1, 60), 1);
+    b ^= 0x10;
+    ASSERT_EQ(pwrite(fd, &b, 1, 60), 1);
+    ASSERT_EQ(eusage_read(path, &id, ne, 3, keep, &absent, &err), MICA_ERR_FORMAT);
+    ASSERT_TRUE(strstr(err.msg, "checksum") && keep[0] == -1);
+    /* truncated */
+    ASSERT_EQ(ftruncate(fd, 70), 0);
+    close(fd);
+    ASSERT_EQ(eusage_read(path, &id, ne, 3, keep, &absent, &err), MICA_ERR_FORMAT);
+    ASSERT_TRUE(strstr(err.msg, "truncated") && keep[0] == -1);
+    /* not a usage file */
+    FILE *f = fopen(path, "wb");
+    fputs("GGUF and some other bytes that are long enough to be read!", f);
+    fclose(f);
+    ASSERT_EQ(eusage_read(path, &id, ne, 3, keep, &absent, &err), MICA_ERR_FORMAT);
+    ASSERT_TRUE(strstr(err.msg, "bad magic") != NULL);
+    remove(path);
+    /* decay: 2048 tokens of 4 lookups each = two half-lives: old counts / 4, plus the new ones */
+    float cnt[2] = {100, 8};
+    const uint32_t fresh[2] = {8192, 0};
+    eusage_merge(cnt, fresh, 2, 4.0);
+    ASSERT_NEAR(cnt[0], 25.0f + 8192.0f, 1e-2);
+    ASSERT_NEAR(cnt[1], 2.0f, 1e-5);
+    /* where: beside the model when its directory is writable */
+    char up[600], model[600];
+    snprintf(model, sizeof model, "%s/some.gguf", test_tmp_dir());
+    ASSERT_TRUE(eusage_path(model, &id, up, sizeof up));
+    char want[700];
+    snprintf(want, sizeof want, "%s.usage", model);
+    ASSERT_STREQ(up, want);
+}
+
+/* "hot set:         N experts pinned" of the memory plan, or -1. */
+static int32_t est_pinned(const mica_model *m) {
+    char plan[4096];
+    mica_model_describe_memory(m, plan, sizeof plan);
+    const char *h = strstr(plan, "hot set:");
+    int n = -1;
+    if (h) sscanf(h, "hot set: %d experts pinned", &n);
+    return n;
+}
+
+/* Opens the model at budget, decodes the est_run prompt and steps; returns pinned count and note. */
+static mica_status est_run_pinned(const char *path, uint64_t budget, est_run *r, int32_t *pinned, char *note,
+                                  size_t note_cap, char *err, size_t cap) {
+    mica_model_params mp = mica_model_params_default();
+    mp.mem_budget = budget;
+    mica_model *m = NULL;
+    mica_status st = mica_model_open(path, &mp, &m, err, cap);
+    if (st) return st;
+    *pinned = est_pinned(m);
+    snprintf(note, note_cap, "%s", mica_model_note(m));
+    mica_model_free(m);
+    return est_run_model(path, budget, r, err, cap);
+}
+
+TEST(estore_hot_set_from_usage_keeps_tokens) {
+    char src[512], path[600], path2[600], up[700], up2[700], err[512] = "", note[1024];
+    ASSERT_TRUE(est_gen("tiny-qwen3moe", MICA_DTYPE_Q8_0, src, sizeof src));
+    snprintf(path, sizeof path, "%s/estore_hot.gguf", test_tmp_dir());
+    snprintf(up, sizeof up, "%s.usage", path);
+    ASSERT_TRUE(est_copy(src, path));
+    remove(up);
+    est_layout L;
+    ASSERT_TRUE(est_layout_read(path, &L));
+    est_run ref = {0};
+    ASSERT_OK(est_run_model(path, MICA_MEM_UNLIMITED, &ref, err, sizeof err));
+    ASSERT_TRUE(est_file_size(up) < 0); /* a mapped model keeps no statistics */
+    const uint64_t slot = expert_store_slot_bytes(L.layers, L.n_layer, ESRC_DIRECT_ALIGN);
+    /* all experts but two: room for a hot set beside 2 * expert_used_count free slots */
+    const int32_t n_slots = L.n_total - 2;
+    const uint64_t budget = L.dense + (uint64_t)n_slots * slot;
+    const size_t nbytes = (size_t)(EST_PROMPT + EST_GEN) * (size_t)ref.n_vocab * sizeof(float);
+    /* run 1: no statistics, nothing pinned; it writes them */
+    est_run run = {0};
+    int32_t pinned = -1;
+    ASSERT_OK(est_run_pinned(path, budget, &run, &pinned, note, sizeof note, err, sizeof err));
+    ASSERT_EQ(pinned, 0);
+    ASSERT_TRUE(memcmp(run.logits, ref.logits, nbytes) == 0);
+    free(run.logits);
+    const long usize = est_file_size(up);
+    ASSERT_EQ(usize, 40 + 4 * L.n_layer + 4 * L.n_total + 8);
+    /* run 2: the hot set is pinned (at most half the slots), and the tokens do not change */
+    ASSERT_OK(est_run_pinned(path, budget, &run, &pinned, note, sizeof note, err, sizeof err));
+    fprintf(stderr, "    %d experts pinned of %d slots\n", pinned, n_slots);
+    ASSERT_TRUE(pinned > 0 && pinned <= n_slots / 2);
+    ASSERT_TRUE(note[0] == '\0' || !strstr(note, "usage"));
+    for (int g = 0; g < EST_GEN; g++) ASSERT_EQ(run.ids[g], ref.ids[g]);
+    ASSERT_TRUE(memcmp(run.logits, ref.logits, nbytes) == 0);
+    free(run.logits);
+    /* ... and with half the experts, and with the resident part plus one layer's experts */
+    for (int b = 0; b < 2; b++) {
+        const int32_t k = b ? L.n_per_layer : L.n_total / 2;
+        ASSERT_OK(est_run_pinned(path, L.dense + (uint64_t)k * slot, &run, &pinned, note, sizeof note, err,
+                                 sizeof err));
+        ASSERT_TRUE(pinned >= 0 && pinned <= k / 2);
+        ASSERT_TRUE(memcmp(run.logits, ref.logits, nbytes) == 0);
+        free(run.logits);
+    }
+
+    /* a corrupt file: ignored with one note, nothing pinned, same tokens */
+    int fd = open(up, O_RDWR);
+    ASSERT_TRUE(fd >= 0);
+    uint8_t b = 0xff;
+    ASSERT_EQ(pwrite(fd, &b, 1, 40 + 4 * L.n_layer + 2), 1);
+    close(fd);
+    ASSERT_OK(est_run_pinned(path, budget, &run, &pinned, note, sizeof note, err, sizeof err));
+    if (!strstr(note, "ignored")) fprintf(stderr, "    note: %s\n", note);
+    ASSERT_TRUE(strstr(note, "usage statistics") && strstr(note, "estore_hot.gguf.usage") &&
+                strstr(note, "ignored: checksum mismatch"));
+    ASSERT_EQ(pinned, 0);
+    ASSERT_TRUE(memcmp(run.logits, ref.logits, nbytes) == 0);
+    free(run.logits);
+    /* the run rewrote it: valid again */
+    ASSERT_OK(est_run_pinned(path, budget, &run, &pinned, note, sizeof note, err, sizeof err));
+    ASSERT_TRUE(pinned > 0 && !strstr(note, "usage"));
+    free(run.logits);
+
+    /* truncated */
+    ASSERT_EQ(truncate(up, usize - 9), 0);
+    ASSERT_OK(est_run_pinned(path, budget, &run, &pinned, note, sizeof note, err, sizeof err));
+    ASSERT_TRUE(strstr(note, "ignored: truncated") != NULL);
+    ASSERT_EQ(pinned, 0);
+    free(run.logits);
+
+    /* from another model of the same shapes (other weights: another seed) */
+    snprintf(path2, sizeof path2, "%s/estore_hot_other.gguf", test_tmp_dir());
+    snprintf(up2, sizeof up2, "%s.usage", path2);
+    gen_params gp = {.preset = "tiny-qwen3moe", .type = MICA_DTYPE_Q8_0, .seed = 24};
+    mica_err e = {0};
+    ASSERT_OK(gen_write(&gp, path2, &e));
+    ASSERT_TRUE(est_copy(up, up2));
+    ASSERT_OK(est_run_pinned(path2, budget, &run, &pinned, note, sizeof note, err, sizeof err));
+    ASSERT_TRUE(strstr(note, "ignored: written for another model") != NULL);
+    ASSERT_EQ(pinned, 0);
+    free(run.logits);
+    free(ref.logits);
+    remove(path);
+    remove(up);
+    remove(path2);
+    remove(up2);
+}
+
+/* ---- a model file rewritten in place under a streamed model ---- */
+
+TEST(estore_model_rewritten_under_reader) {
+    char src[512], path[600], err[512] = "";
+    ASSERT_TRUE(est_gen("tiny-qwen3moe", MICA_DTYPE_Q8_0, src, sizeof src));
+    snprintf(path, sizeof path, "%s/estore_rewrite_copy.gguf", test_tmp_dir());
+    ASSERT_TRUE(est_copy(src, path));
+    struct timespec past[2];
+    clock_gettime(CLOCK_REALTIME, &past[0]);
+    past[0].tv_sec -= 100;
+    past[1] = past[0];
+    ASSERT_EQ(utimensat(AT_FDCWD, path, past, 0), 0);
+    char up[700];
+    snprintf(up, sizeof up, "%s.usage", path);
+    remove(up);
+    est_layout L;
+    ASSERT_TRUE(est_layout_read(path, &L));
+    const uint64_t slot = expert_store_slot_bytes(L.layers, L.n_layer, ESRC_DIRECT_ALIGN);
+    mica_model_params mp = mica_model_params_default();
+    mp.mem_budget = L.dense + (uint64_t)(L.n_total / 4) * slot;
+    mica_model *m = NULL;
+    ASSERT_OK(mica_model_open(path, &mp, &m, err, sizeof err));
+    mica_session_params sp = mica_session_params_default();
+    sp.n_ctx = 64;
+    sp.n_threads = 1;
+    mica_session *s = NULL;
+    ASSERT_OK(mica_session_create(m, &sp, &s, err, sizeof err));
+    const int32_t V = mica_model_n_vocab(m);
+    float *before = malloc((size_t)V * sizeof(float));
+    int32_t a = 101;
+    ASSERT_OK(mica_session_decode(s, &a, 1, NULL));
+    memcpy(before, mica_session_logits(s), (size_t)V * sizeof(float));
+
+    /* rewrite layer 1's gate experts in place: same size, other bytes */
+    int fd = open(path, O_WRONLY);
+    ASSERT_TRUE(fd >= 0);
+    const size_t n = (size_t)L.layers[1].part_bytes[0] * (size_t)L.layers[1].n_expert;
+    uint8_t *junk = malloc(n);
+    memset(junk, 0x3c, n);
+    ASSERT_EQ(pwrite(fd, junk, n, (off_t)L.layers[1].part_off[0]), (ssize_t)n);
+    close(fd);
+    free(junk);
+
+    /* new tokens need experts that are not cached: an error naming the file, not garbage */
+    mica_status st = MICA_OK;
+    for (int32_t t = 0; t < 40 && st == MICA_OK; t++) {
+        int32_t tok = (t * 53 + 7) % V;
+        st = mica_session_decode(s, &tok, 1, NULL);
+    }
+    ASSERT_EQ(st, MICA_ERR_IO);
+    if (!strstr(mica_session_errmsg(s), "was modified")) fprintf(stderr, "    %s\n", mica_session_errmsg(s));
+    ASSERT_TRUE(strstr(mica_session_errmsg(s), "was modified") &&
+                strstr(mica_session_errmsg(s), "estore_rewrite_copy.gguf"));
+    ASSERT_TRUE(mica_session_logits(s) == NULL);
+    /* the resident part still works: a dense-only step (the tokenizer, the session) */
+    mica_session_reset(s);
+    ASSERT_EQ(mica_session_n_past(s), 0);
+    free(before);
+    mica_session_free(s);
+    mica_model_free(m);
+    remove(path);
+    remove(up);
 }
