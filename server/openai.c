@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "chat_parse.h"
+#include "slots.h"
 
 /* ---- errors ---- */
 
@@ -220,7 +221,7 @@ static const char *const chat_unsupported[] = {"reasoning_effort", "modalities",
 static const char *const cmpl_fields[] = {
     "model", "prompt", "stream", "stream_options", "max_tokens", "temperature", "top_p", "top_k", "min_p",
     "presence_penalty", "frequency_penalty", "seed", "stop", "n", "logprobs", "echo", "best_of", "suffix",
-    "logit_bias", "user", NULL};
+    "logit_bias", "user", "response_format", NULL};
 
 /* Strings that must live until the chat is rendered. */
 typedef struct str_pool {
@@ -646,6 +647,142 @@ static bool tokenize_into(srv *S, const char *text, size_t len, task_params *p, 
     return true;
 }
 
+/* ---- constrained decoding ---- */
+
+#define OAI_MAX_PARALLEL_CALLS 8 /* tool calls one answer may hold under tool_choice required */
+
+/*
+ * response_format: *want false for "text" or absent; else a grammar is
+ * wanted and *schema is the JSON Schema text (malloc'd) or NULL for any
+ * JSON object (json_object, or json_schema without a schema).
+ */
+static bool parse_response_format(json_t *root, bool *want, char **schema, http_reply *r) {
+    *want = false;
+    *schema = NULL;
+    json_t *rf = json_object_get(root, "response_format");
+    if (!rf || json_is_null(rf)) return true;
+    json_t *type = json_object_get(rf, "type");
+    if (!json_is_object(rf) || !json_is_string(type)) {
+        oai_reply_error(r, 400, "response_format", "'response_format' must be an object with a 'type'");
+        return false;
+    }
+    const char *ts = json_string_value(type);
+    if (!strcmp(ts, "text")) {
+        static const char *const f[] = {"type", NULL};
+        return check_fields(rf, f, NULL, "response_format.", r);
+    }
+    if (!strcmp(ts, "json_object")) {
+        static const char *const f[] = {"type", NULL};
+        if (!check_fields(rf, f, NULL, "response_format.", r)) return false;
+        *want = true;
+        return true;
+    }
+    if (strcmp(ts, "json_schema") != 0) {
+        oai_reply_error(r, 400, "response_format", "response_format type '%s' is not one of text, json_object, "
+                        "json_schema", ts);
+        return false;
+    }
+    static const char *const f[] = {"type", "json_schema", NULL};
+    static const char *const jf[] = {"name", "description", "schema", "strict", NULL};
+    json_t *js = json_object_get(rf, "json_schema");
+    if (!check_fields(rf, f, NULL, "response_format.", r)) return false;
+    if (!json_is_object(js)) {
+        oai_reply_error(r, 400, "response_format", "'response_format.json_schema' must be an object");
+        return false;
+    }
+    if (!check_fields(js, jf, NULL, "response_format.json_schema.", r)) return false;
+    json_t *name = json_object_get(js, "name"), *strict = json_object_get(js, "strict"),
+           *sch = json_object_get(js, "schema");
+    if (!json_is_string(name)) {
+        oai_reply_error(r, 400, "response_format", "'response_format.json_schema.name' is required (a string)");
+        return false;
+    }
+    if (strict && !json_is_null(strict) && !json_is_boolean(strict)) {
+        oai_reply_error(r, 400, "response_format", "'response_format.json_schema.strict' must be a boolean");
+        return false;
+    }
+    if (sch && !json_is_null(sch) && !json_is_object(sch) && !json_is_boolean(sch)) {
+        oai_reply_error(r, 400, "response_format", "'response_format.json_schema.schema' must be an object");
+        return false;
+    }
+    *want = true;
+    if (sch && !json_is_null(sch)) { /* strict or not, the output is held to the schema */
+        *schema = json_dumps(sch, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+        if (!*schema) { oai_reply_error(r, 500, NULL, "out of memory"); return false; }
+    }
+    return true;
+}
+
+/* Compiles a grammar into p->grammar; a schema the grammar cannot honour is a 400 naming param. */
+static bool make_grammar(srv *S, const mica_grammar_params *gp, const char *param, task_params *p, http_reply *r) {
+    char err[512] = "";
+    mica_grammar_vocab *gv = sched_grammar_vocab(S->sched, err, sizeof err);
+    if (!gv) { oai_reply_error(r, 500, NULL, "constrained decoding is unavailable: %s", err); return false; }
+    mica_status st = mica_grammar_create(gv, gp, &p->grammar, err, sizeof err);
+    if (st == MICA_OK) return true;
+    p->grammar = NULL;
+    if (st == MICA_ERR_NOMEM) oai_reply_error(r, 500, NULL, "out of memory");
+    else oai_reply_error(r, 400, param, "%s: %s", st == MICA_ERR_UNSUPPORTED ? "unsupported schema" : "invalid schema", err);
+    return false;
+}
+
+/* A copy of a tool's parameters whose local "$ref": "#..." point below base (their place in the combined schema). */
+static json_t *rebase_refs(json_t *v, const char *base) {
+    if (json_is_object(v)) {
+        json_t *o = json_object();
+        const char *key;
+        json_t *val;
+        json_object_foreach(v, key, val) {
+            const char *ref = json_string_value(val);
+            if (!strcmp(key, "$ref") && ref && ref[0] == '#') {
+                sbuf b = {0};
+                sbuf_adds(&b, base);
+                sbuf_adds(&b, ref + 1);
+                json_object_set_new(o, key, json_string(b.p ? b.p : ""));
+                sbuf_free(&b);
+            } else {
+                json_object_set_new(o, key, rebase_refs(val, base));
+            }
+        }
+        return o;
+    }
+    if (json_is_array(v)) {
+        json_t *a = json_array();
+        size_t i;
+        json_t *val;
+        json_array_foreach(v, i, val) json_array_append_new(a, rebase_refs(val, base));
+        return a;
+    }
+    return json_incref(v);
+}
+
+/*
+ * The JSON Schema of a tool-call body as chat_parse.c reads it,
+ * {"name": NAME, "arguments": ARGS}: one branch per tool (or only `named`),
+ * NAME a const, ARGS the tool's parameters (any object when absent).
+ * malloc'd text; NULL when out of memory.
+ */
+static char *tool_call_schema(json_t *tools, const char *named) {
+    json_t *branches = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t) {
+        json_t *fn = json_object_get(t, "function");
+        json_t *name = json_object_get(fn, "name"), *params = json_object_get(fn, "parameters");
+        if (named && strcmp(json_string_value(name), named) != 0) continue;
+        char base[64];
+        snprintf(base, sizeof base, "#/anyOf/%zu/properties/arguments", json_array_size(branches));
+        json_t *args = (params && !json_is_null(params)) ? rebase_refs(params, base) : json_pack("{s:s}", "type", "object");
+        json_array_append_new(branches, json_pack("{s:s, s:{s:{s:O}, s:o}, s:[s, s], s:b}", "type", "object",
+                                                  "properties", "name", "const", name, "arguments", args,
+                                                  "required", "name", "arguments", "additionalProperties", 0));
+    }
+    json_t *schema = json_pack("{s:o}", "anyOf", branches);
+    char *s = schema ? json_dumps(schema, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(schema);
+    return s;
+}
+
 static bool parse_completion(srv *S, json_t *root, task_params *p, http_reply *r) {
     p->kind = TASK_COMPLETION;
     if (!check_fields(root, cmpl_fields, NULL, "", r) || !parse_common(S, root, false, p, r)) return false;
@@ -666,6 +803,16 @@ static bool parse_completion(srv *S, json_t *root, task_params *p, http_reply *r
     }
     p->logprobs = lp >= 0;
     p->top_logprobs = lp > 0 ? (int)lp : 0;
+    bool want_json = false;
+    char *schema = NULL;
+    if (!parse_response_format(root, &want_json, &schema, r)) return false;
+    if (want_json) {
+        mica_grammar_params gp = mica_grammar_params_default();
+        gp.json_schema = schema;
+        bool gok = make_grammar(S, &gp, "response_format", p, r);
+        free(schema);
+        if (!gok) return false;
+    }
     json_t *pr = json_object_get(root, "prompt");
     if (json_is_array(pr) && json_array_size(pr) == 1 && json_is_string(json_array_get(pr, 0)))
         pr = json_array_get(pr, 0);
@@ -715,49 +862,59 @@ static bool parse_chat(srv *S, json_t *root, task_params *p, http_reply *r) {
         return false;
     }
     p->top_logprobs = (int)top;
-    json_t *rf = json_object_get(root, "response_format");
-    if (rf && !json_is_null(rf)) {
-        json_t *type = json_object_get(rf, "type");
-        if (!json_is_object(rf) || !json_is_string(type)) {
-            oai_reply_error(r, 400, "response_format", "'response_format' must be an object with a 'type'");
-            return false;
-        }
-        if (strcmp(json_string_value(type), "text") != 0) {
-            oai_reply_error(r, 400, "response_format", "response_format '%s' is not supported yet (no constrained "
-                            "decoding)", json_string_value(type));
-            return false;
-        }
-    }
-    char *prompt = NULL, *named = NULL;
+    bool want_json = false;
+    char *rf_schema = NULL;
+    if (!parse_response_format(root, &want_json, &rf_schema, r)) return false;
+    char *prompt = NULL, *named = NULL, *tc_schema = NULL;
     int choice = 0;
-    if (!render_chat(S, root, &prompt, &choice, &named, r)) return false;
+    if (!render_chat(S, root, &prompt, &choice, &named, r)) { free(rf_schema); return false; }
     bool ok = false;
+    mica_grammar_params gp = mica_grammar_params_default();
     sbuf full = {0};
     sbuf_adds(&full, prompt);
     p->parse_reasoning = true;
     p->start_in_reasoning = ends_with_open_think(prompt);
     p->parse_tools = choice > 0;
-    if (choice >= 2) { /* required / named: the prompt opens the call */
+    if (choice >= 2) { /* required / named: the prompt opens the call, a grammar holds the body to the tools */
         if (!S->tmpl_has_tool_call) {
             oai_reply_error(r, 400, "tool_choice", "tool_choice '%s' is not supported for this model's chat template",
                             choice == 2 ? "required" : "function");
             goto done;
         }
-        sbuf body = {0};
-        if (choice == 3) {
-            json_t *nm = json_string(named);
-            char *q = json_dumps(nm, JSON_ENCODE_ANY);
-            sbuf_adds(&body, "{\"name\": ");
-            sbuf_adds(&body, q ? q : "\"\"");
-            sbuf_adds(&body, ", \"arguments\": ");
-            free(q);
-            json_decref(nm);
+        if (want_json) {
+            oai_reply_error(r, 400, "response_format", "'response_format' cannot be combined with tool_choice '%s'",
+                            choice == 2 ? "required" : "function");
+            goto done;
         }
+        tc_schema = tool_call_schema(json_object_get(root, "tools"), choice == 3 ? named : NULL);
+        if (!tc_schema) { oai_reply_error(r, 500, NULL, "out of memory"); goto done; }
+        gp.json_schema = tc_schema;
+        gp.suffix = "\n</tool_call>";
+        if (p->parallel_tool_calls) {
+            gp.repeat_prefix = "\n<tool_call>\n";
+            gp.max_values = OAI_MAX_PARALLEL_CALLS;
+        }
+        if (!make_grammar(S, &gp, "tools", p, r)) goto done;
         sbuf_adds(&full, "<tool_call>\n");
-        sbuf_add(&full, body.p ? body.p : "", body.n);
-        p->tool_prefill = strdup(body.p ? body.p : "");
-        sbuf_free(&body);
+        p->tool_prefill = strdup("");
         p->start_in_reasoning = false;
+    } else if (want_json) { /* the answer is the JSON value: no reasoning, no tool call */
+        if (p->start_in_reasoning) sbuf_adds(&full, "\n</think>\n\n");
+        p->start_in_reasoning = false;
+        gp.json_schema = rf_schema;
+        if (!make_grammar(S, &gp, "response_format", p, r)) goto done;
+    } else if (choice == 1 && S->tmpl_has_tool_call) {
+        /* auto: free text until the model opens a call, then the call's body follows the tools' schemas.
+         * Tools whose schemas the grammar cannot express leave the call unconstrained (as without grammar). */
+        tc_schema = tool_call_schema(json_object_get(root, "tools"), NULL);
+        if (!tc_schema) { oai_reply_error(r, 500, NULL, "out of memory"); goto done; }
+        gp.json_schema = tc_schema;
+        gp.trigger = "<tool_call>";
+        gp.prefix = "\n";
+        gp.suffix = "\n</tool_call>";
+        char gerr[256];
+        mica_grammar_vocab *gv = sched_grammar_vocab(S->sched, gerr, sizeof gerr);
+        if (gv && mica_grammar_create(gv, &gp, &p->grammar, gerr, sizeof gerr) != MICA_OK) p->grammar = NULL;
     }
     if (full.oom) { oai_reply_error(r, 500, NULL, "out of memory"); goto done; }
     ok = tokenize_into(S, full.p, full.n, p, r, "messages");
@@ -766,6 +923,8 @@ done:
     sbuf_free(&full);
     free(prompt);
     free(named);
+    free(rf_schema);
+    free(tc_schema);
     return ok;
 }
 
@@ -775,6 +934,7 @@ static void params_free(task_params *p) {
     free(p->bias_vals);
     for (int i = 0; i < p->n_stop; i++) free(p->stop[i]);
     free(p->tool_prefill);
+    mica_grammar_free(p->grammar);
     *p = (task_params){0};
 }
 

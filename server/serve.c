@@ -29,6 +29,7 @@ static const char serve_usage[] =
     "      --queue N         requests that may wait for a slot before 429 (default 64)\n"
     "  -c, --ctx-size N      context per slot (default: model's, at most 4096)\n"
     "  -t, --threads N       threads per slot (default: CPUs / slots)\n"
+    "      --kv-type T       KV-cache rows of every slot: f32 (default), f16 or q8_0\n"
     "      --cors ORIGIN     send Access-Control-Allow-Origin: ORIGIN\n"
     "      --metrics         enable GET /metrics\n"
     "      --mem-budget SIZE RAM for the weights (e.g. 4G, 512M, bytes; 'auto' (default):\n"
@@ -96,6 +97,9 @@ static int parse_serve_args(int argc, char **argv, srv_config *c, bool *help) {
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             NEED();
             if (!parse_int(v, 1, MICA_MAX_THREADS, &c->n_threads)) return serve_error("bad --threads", v);
+        } else if (!strcmp(a, "--kv-type")) {
+            NEED();
+            if (!mica_kv_type_parse(v, &c->kv_type)) return serve_error("bad --kv-type (f32, f16, q8_0):", v);
         } else if (!strcmp(a, "--cors")) { NEED(); c->cors = v; }
         else if (!strcmp(a, "--metrics")) { c->metrics = true; }
         else if (!strcmp(a, "--mem-budget")) {
@@ -121,6 +125,63 @@ static int parse_serve_args(int argc, char **argv, srv_config *c, bool *help) {
     return 0;
 }
 
+srv *srv_open(const srv_config *cfg, char *err, size_t err_cap) {
+    srv *S = calloc(1, sizeof *S);
+    if (!S) {
+        snprintf(err, err_cap, "out of memory");
+        return NULL;
+    }
+    S->cfg = *cfg;
+    pthread_mutex_init(&S->mu, NULL);
+    S->rng = (uint64_t)time(NULL) * 0x2545F4914F6CDD1Dull ^ (uint64_t)getpid();
+    S->started = (int64_t)time(NULL);
+    mica_model_params mp = mica_model_params_default();
+    mp.mem_budget = cfg->mem_budget;
+    if (mica_model_open(cfg->model_path, &mp, &S->model, err, err_cap) != MICA_OK) goto fail;
+    {
+        const char *note = mica_model_note(S->model);
+        if (note && *note) fprintf(stderr, "mica: note: %s\n", note);
+        mica_expert_stats es;
+        mica_model_expert_stats(S->model, &es);
+        if (es.streaming)
+            fprintf(stderr, "mica serve: streaming the routed experts (%sbudget %.1f MiB: %.1f MiB resident, "
+                    "cache of %d experts, %.1f MiB%s)\n", es.budget_auto ? "automatic " : "",
+                    (double)es.budget / 1048576.0,
+                    (double)es.resident_bytes / 1048576.0, es.n_slots, (double)es.cache_bytes / 1048576.0,
+                    es.direct_io ? ", O_DIRECT" : "");
+    }
+    S->n_vocab = mica_model_n_vocab(S->model);
+    const char *base = strrchr(cfg->model_path, '/');
+    snprintf(S->model_id, sizeof S->model_id, "%s", base ? base + 1 : cfg->model_path);
+    {
+        /* Does the template use the Hermes/Qwen <tool_call> form? Render one call and look. */
+        mica_chat_message m[2] = {{.role = "user", .content = "x"},
+                                  {.role = "assistant", .content = "",
+                                   .tool_calls_json = "[{\"id\":\"c\",\"type\":\"function\",\"function\":"
+                                                      "{\"name\":\"f\",\"arguments\":{}}}]"}};
+        char *out = NULL;
+        size_t len = 0;
+        char rerr[256];
+        if (mica_chat_render(S->model, m, 2, NULL, false, NULL, &out, &len, NULL, rerr, sizeof rerr) == MICA_OK)
+            S->tmpl_has_tool_call = strstr(out, "<tool_call>") != NULL;
+        free(out);
+    }
+    if (!(S->sched = sched_create(S, err, err_cap))) goto fail;
+    return S;
+fail:
+    srv_close(S);
+    return NULL;
+}
+
+void srv_close(srv *S) {
+    if (!S) return;
+    sched_stop(S->sched);
+    sched_free(S->sched);
+    mica_model_free(S->model);
+    pthread_mutex_destroy(&S->mu);
+    free(S);
+}
+
 int cmd_serve(int argc, char **argv) {
     srv_config cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 1, .queue_cap = 64,
                       .max_body = SRV_DEFAULT_MAX_BODY, .timeout_s = 600};
@@ -141,52 +202,11 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    srv *S = calloc(1, sizeof *S);
-    if (!S) return serve_error("out of memory", NULL);
-    S->cfg = cfg;
-    pthread_mutex_init(&S->mu, NULL);
-    S->rng = (uint64_t)time(NULL) * 0x2545F4914F6CDD1Dull ^ (uint64_t)getpid();
-    S->started = (int64_t)time(NULL);
     int rc = 1;
     http_server *h = NULL;
     char err[512];
-    mica_model_params mp = mica_model_params_default();
-    mp.mem_budget = cfg.mem_budget;
-    if (mica_model_open(cfg.model_path, &mp, &S->model, err, sizeof err) != MICA_OK) {
-        serve_error(err, NULL);
-        goto done;
-    }
-    {
-        const char *note = mica_model_note(S->model);
-        if (note && *note) fprintf(stderr, "mica: note: %s\n", note);
-        mica_expert_stats es;
-        mica_model_expert_stats(S->model, &es);
-        if (es.streaming)
-            fprintf(stderr, "mica serve: streaming the routed experts (%sbudget %.1f MiB: %.1f MiB resident, "
-                    "cache of %d experts, %.1f MiB%s)\n", es.budget_auto ? "automatic " : "",
-                    (double)es.budget / 1048576.0,
-                    (double)es.resident_bytes / 1048576.0, es.n_slots, (double)es.cache_bytes / 1048576.0,
-                    es.direct_io ? ", O_DIRECT" : "");
-    }
-    S->n_vocab = mica_model_n_vocab(S->model);
-    const char *base = strrchr(cfg.model_path, '/');
-    snprintf(S->model_id, sizeof S->model_id, "%s", base ? base + 1 : cfg.model_path);
-    {
-        /* Does the template use the Hermes/Qwen <tool_call> form? Render one call and look. */
-        mica_chat_message m[2] = {{.role = "user", .content = "x"},
-                                  {.role = "assistant", .content = "",
-                                   .tool_calls_json = "[{\"id\":\"c\",\"type\":\"function\",\"function\":"
-                                                      "{\"name\":\"f\",\"arguments\":{}}}]"}};
-        char *out = NULL;
-        size_t len = 0;
-        if (mica_chat_render(S->model, m, 2, NULL, false, NULL, &out, &len, NULL, err, sizeof err) == MICA_OK)
-            S->tmpl_has_tool_call = strstr(out, "<tool_call>") != NULL;
-        free(out);
-    }
-    if (!(S->sched = sched_create(S, err, sizeof err))) {
-        serve_error(err, NULL);
-        goto done;
-    }
+    srv *S = srv_open(&cfg, err, sizeof err);
+    if (!S) return serve_error(err, NULL);
     int port = 0;
     if (!(h = http_start(S, &port, err, sizeof err))) {
         serve_error(err, NULL);
@@ -202,9 +222,6 @@ int cmd_serve(int argc, char **argv) {
 done:
     sched_stop(S->sched);
     http_stop(h);
-    sched_free(S->sched);
-    mica_model_free(S->model);
-    pthread_mutex_destroy(&S->mu);
-    free(S);
+    srv_close(S);
     return rc;
 }

@@ -37,6 +37,7 @@ typedef struct srv_config {
     bool metrics;
     size_t max_body;
     uint64_t mem_budget; /* mica_model_params.mem_budget: 0 automatic, MICA_MEM_UNLIMITED never stream */
+    int32_t kv_type;     /* mica_kv_type of every slot's session (--kv-type) */
 } srv_config;
 
 /* Counters for /metrics; guarded by srv.mu. */
@@ -59,6 +60,16 @@ typedef struct srv {
     uint64_t rng;
     int64_t started;
 } srv;
+
+/*
+ * Opens the model cfg->model_path and starts the slot workers (no HTTP yet:
+ * see http_start). *cfg is copied (its strings are borrowed: they must
+ * outlive the server). Returns NULL with a one-line message in err.
+ */
+srv *srv_open(const srv_config *cfg, char *err, size_t err_cap);
+
+/* Stops the workers (pending requests end with 503) and frees everything. Accepts NULL. */
+void srv_close(srv *S);
 
 /* A 64-bit random number from the server's generator (thread-safe). */
 uint64_t srv_random(srv *S);
@@ -86,6 +97,7 @@ typedef struct task_params {
     /* chat */
     bool parse_reasoning, start_in_reasoning, parse_tools, parallel_tool_calls;
     char *tool_prefill; /* non-NULL: the prompt opened a tool call with this body */
+    mica_grammar *grammar; /* owned; non-NULL: constrained decoding (response_format, tool_choice) */
 } task_params;
 
 /* Log-probabilities of one generated token (from the raw model logits). */

@@ -53,6 +53,7 @@ void task_release(task *t) {
     free(t->p.bias_vals);
     for (int i = 0; i < t->p.n_stop; i++) free(t->p.stop[i]);
     free(t->p.tool_prefill);
+    mica_grammar_free(t->p.grammar);
     sbuf_free(&t->out);
     free(t->body);
     oai_result_free(t->res);
@@ -118,6 +119,8 @@ struct sched {
     int n_slots, active, queued;
     task *head, *tail;
     bool stopping;
+    pthread_mutex_t gv_mu; /* guards gvocab */
+    mica_grammar_vocab *gvocab;
 };
 
 static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int32_t nb) {
@@ -166,6 +169,15 @@ sched_result sched_submit(sched *sc, task *t) {
     sched_dispatch(sc);
     pthread_mutex_unlock(&sc->mu);
     return SCHED_OK;
+}
+
+mica_grammar_vocab *sched_grammar_vocab(sched *sc, char *err, size_t err_cap) {
+    pthread_mutex_lock(&sc->gv_mu);
+    if (!sc->gvocab && mica_grammar_vocab_create(sc->S->model, &sc->gvocab, err, err_cap) != MICA_OK)
+        sc->gvocab = NULL;
+    mica_grammar_vocab *gv = sc->gvocab;
+    pthread_mutex_unlock(&sc->gv_mu);
+    return gv;
 }
 
 void sched_get_load(sched *sc, sched_load *out) {
@@ -262,6 +274,10 @@ static bool slot_choice(slot *sl, task *t, int c, mica_sampler *smp, int32_t *n_
     sl->detok = NULL;
     if (mica_detok_create(S->model, &sl->detok) != MICA_OK) { oai_fail(t, 500, "out of memory"); return false; }
     oai_choice_begin(t, c);
+    if (p->grammar) { /* constrained decoding: the sampler masks, accept advances the grammar */
+        mica_grammar_reset(p->grammar);
+        mica_sampler_set_grammar(smp, p->grammar);
+    }
     const float *logits = sl->logits0;
     double t0 = srv_now();
     for (;;) {
@@ -284,6 +300,8 @@ static bool slot_choice(slot *sl, task *t, int c, mica_sampler *smp, int32_t *n_
         }
         int32_t tok = mica_sampler_sample(smp, sl->work, n_vocab);
         if (mica_token_is_eog(S->model, tok)) { finish = "stop"; break; }
+        /* a grammar left without any allowed token (only past its depth caps) ends the answer */
+        if (p->grammar && !mica_grammar_allows(p->grammar, tok)) { finish = "stop"; break; }
         mica_sampler_accept(smp, tok);
         if (p->logprobs) slot_logprobs(logits, n_vocab, prev, tok, p->top_logprobs, &lp);
         if ((size_t)n_gen == gen_cap) {
@@ -305,6 +323,7 @@ static bool slot_choice(slot *sl, task *t, int c, mica_sampler *smp, int32_t *n_
         sent += n_send;
         if (stop_hit) { finish = "stop"; break; }
         if (!more) { finish = "stop"; break; }
+        if (p->grammar && mica_grammar_done(p->grammar)) { finish = "stop"; break; } /* only an end token may follow */
         if (p->max_tokens >= 0 && n_gen >= p->max_tokens) break;
         if (mica_session_n_past(sl->sess) >= mica_session_n_ctx(sl->sess)) break;
         if (mica_session_decode(sl->sess, &tok, 1, NULL) != MICA_OK) {
@@ -429,6 +448,7 @@ sched *sched_create(srv *S, char *err, size_t err_cap) {
     if (!sc) { snprintf(err, err_cap, "out of memory"); return NULL; }
     sc->S = S;
     pthread_mutex_init(&sc->mu, NULL);
+    pthread_mutex_init(&sc->gv_mu, NULL);
     sc->n_slots = S->cfg.parallel;
     sc->slots = calloc((size_t)sc->n_slots, sizeof *sc->slots);
     if (!sc->slots) { snprintf(err, err_cap, "out of memory"); free(sc); return NULL; }
@@ -443,6 +463,7 @@ sched *sched_create(srv *S, char *err, size_t err_cap) {
         mica_session_params sp = mica_session_params_default();
         sp.n_ctx = S->cfg.n_ctx;
         sp.n_threads = S->cfg.n_threads;
+        sp.kv_type = S->cfg.kv_type;
         char e[512];
         if (mica_session_create(S->model, &sp, &sl->sess, e, sizeof e) != MICA_OK) {
             snprintf(err, err_cap, "slot %d: %s", i, e);
@@ -511,6 +532,8 @@ void sched_free(sched *sc) {
         pthread_cond_destroy(&sl->cv);
     }
     free(sc->slots);
+    mica_grammar_vocab_free(sc->gvocab);
     pthread_mutex_destroy(&sc->mu);
+    pthread_mutex_destroy(&sc->gv_mu);
     free(sc);
 }

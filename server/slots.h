@@ -27,6 +27,13 @@ typedef enum sched_result { SCHED_OK, SCHED_FULL, SCHED_STOPPING } sched_result;
 /* Queues t (taking a reference) unless the queue is full or the server stops. */
 sched_result sched_submit(sched *sc, task *t);
 
+/*
+ * The vocabulary for grammars (constrained decoding), built on first use
+ * (about 0.2 s for a 150k vocabulary) and shared by every request until
+ * sched_free. NULL with a message in err when it cannot be built.
+ */
+mica_grammar_vocab *sched_grammar_vocab(sched *sc, char *err, size_t err_cap);
+
 /* Current load, for /metrics and /health. */
 typedef struct sched_load {
     int n_slots, active, queued;

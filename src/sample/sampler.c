@@ -34,11 +34,16 @@
  * status for sampling).
  *
  * Every non-greedy call draws exactly one random number, so the RNG stream
- * depends only on the number of non-greedy calls.
+ * depends only on the number of non-greedy calls. With a grammar attached
+ * (mica_sampler_set_grammar) a first pick the grammar refuses is followed
+ * by a second pipeline run over the allowed tokens only, drawing a second
+ * number (see mica_sampler_sample at the end of this file).
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
+#include "sample/grammar.h"
 #include "sample/sampler.h"
 
 typedef struct sampler_cand {
@@ -59,6 +64,11 @@ struct mica_sampler {
     float *work;            /* (cap) penalised logits */
     sampler_cand *cand;     /* (cap) candidates */
     sampler_cand *tmp;      /* (cap) merge-sort buffer */
+
+    mica_grammar *grammar;  /* borrowed; NULL: unconstrained */
+    float *masked;          /* (masked_cap) logits of the allowed tokens */
+    int32_t *masked_ids;    /* (masked_cap) their ids, increasing */
+    int32_t masked_cap;
 };
 
 /* ---- random numbers: splitmix64 seeding, xoshiro256** (Blackman & Vigna) ---- */
@@ -144,13 +154,21 @@ void mica_sampler_free(mica_sampler *smp) {
     mica_free(smp->cand);
     mica_free(smp->tmp);
     mica_free(smp->hist);
+    mica_free(smp->masked);
+    mica_free(smp->masked_ids);
     mica_free(smp);
+}
+
+void mica_sampler_set_grammar(mica_sampler *smp, mica_grammar *g) {
+    MICA_ASSERT(smp);
+    smp->grammar = g;
 }
 
 /* Records token in the ring of the last repeat_last_n accepted tokens. Ids
  * outside the vocabulary of a later call are ignored by that call. */
 void mica_sampler_accept(mica_sampler *smp, int32_t token) {
     MICA_ASSERT(smp);
+    if (smp->grammar) mica_grammar_accept(smp->grammar, token);
     int32_t cap = smp->params.repeat_last_n;
     if (cap == 0) return;
     smp->hist[smp->hist_pos] = token;
@@ -279,11 +297,11 @@ static const float *sampler_penalise(mica_sampler *smp, const float *logits, int
     return w;
 }
 
-int32_t mica_sampler_sample(mica_sampler *smp, const float *logits, int32_t n_vocab) {
-    MICA_ASSERT(smp && logits && n_vocab > 0);
+/* The pipeline on logits without a grammar. */
+static int32_t sampler_pick(mica_sampler *smp, const float *logits, int32_t n_vocab, bool penalise) {
     if (!sampler_reserve(smp, n_vocab)) return sampler_argmax(logits, n_vocab);
     const mica_sampler_params *p = &smp->params;
-    const float *x = sampler_penalise(smp, logits, n_vocab);
+    const float *x = penalise ? sampler_penalise(smp, logits, n_vocab) : logits;
     if (p->temperature <= 0.0f) return sampler_argmax(x, n_vocab);
     double u01 = sampler_rng_uniform(smp->rng);
 
@@ -349,4 +367,48 @@ int32_t mica_sampler_sample(mica_sampler *smp, const float *logits, int32_t n_vo
         if (cum > u) break;
     }
     return pick;
+}
+
+/*
+ * With a grammar: the unconstrained pick is kept when the grammar allows it
+ * (checking one token is cheap); otherwise the pipeline runs again on the
+ * allowed tokens only (penalised logits gathered into a short array, ids in
+ * increasing order so ties still go to the lowest id). Accepting an allowed
+ * first pick and otherwise drawing from the allowed tokens gives exactly the
+ * masked distribution p(x) / P(allowed) when nothing truncates. If no token
+ * is allowed (a grammar left without continuation), the first pick is
+ * returned and mica_grammar_accept will refuse it.
+ */
+int32_t mica_sampler_sample(mica_sampler *smp, const float *logits, int32_t n_vocab) {
+    MICA_ASSERT(smp && logits && n_vocab > 0);
+    int32_t tok = sampler_pick(smp, logits, n_vocab, true);
+    if (!smp->grammar || mica_grammar_allows(smp->grammar, tok)) return tok;
+    int32_t n_allowed = 0, n_tok = 0;
+    const uint8_t *allowed = grammar_allowed(smp->grammar, &n_allowed, &n_tok);
+    if (!allowed || n_allowed <= 0) return tok;
+    if (smp->masked_cap < n_vocab) {
+        size_t fbytes, ibytes;
+        float *m = mica_size_mul_ok((size_t)n_vocab, sizeof *m, &fbytes) ? mica_malloc(fbytes) : NULL;
+        int32_t *ids = m && mica_size_mul_ok((size_t)n_vocab, sizeof *ids, &ibytes) ? mica_malloc(ibytes) : NULL;
+        if (!m || !ids) {
+            mica_free(m);
+            mica_free(ids);
+            return tok;
+        }
+        mica_free(smp->masked);
+        mica_free(smp->masked_ids);
+        smp->masked = m;
+        smp->masked_ids = ids;
+        smp->masked_cap = n_vocab;
+    }
+    const float *x = sampler_penalise(smp, logits, n_vocab);
+    int32_t m = 0, lim = MICA_MIN(n_vocab, n_tok);
+    for (int32_t i = 0; i < lim; i++) {
+        if (!allowed[i]) continue;
+        /* an allowed token at -inf or NaN gets the lowest finite logit, so the draw stays defined */
+        smp->masked[m] = isfinite(x[i]) || x[i] > 0 ? x[i] : -FLT_MAX;
+        smp->masked_ids[m++] = i;
+    }
+    if (m == 0) return tok;
+    return smp->masked_ids[sampler_pick(smp, smp->masked, m, false)];
 }

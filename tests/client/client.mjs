@@ -89,10 +89,19 @@ try {
   await expectError('unsupported field is a 400 naming it',
                     () => client.chat.completions.create({ model, messages, reasoning_effort: 'high' }), 400,
                     'reasoning_effort');
-  await expectError('response_format json_schema is a 400',
+  const kid = { type: 'object', properties: { who: { enum: ['Lily', 'Tom'] }, big: { type: 'boolean' } },
+                required: ['who', 'big'], additionalProperties: false };
+  const js = await client.chat.completions.create({ model, messages, seed: 3, max_tokens: 100, response_format: {
+    type: 'json_schema', json_schema: { name: 'kid', schema: kid, strict: true } } });
+  let parsed = null;
+  try { parsed = JSON.parse(js.choices[0].message.content); } catch { parsed = null; }
+  check(js.choices[0].finish_reason === 'stop' && parsed && ['Lily', 'Tom'].includes(parsed.who) &&
+        typeof parsed.big === 'boolean' && Object.keys(parsed).length === 2,
+        'response_format json_schema: the answer is JSON of the schema', JSON.stringify(js.choices[0]));
+  await expectError('response_format with an unsupported keyword is a 400',
                     () => client.chat.completions.create({ model, messages, response_format: {
-                      type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } } }), 400,
-                    'response_format');
+                      type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '^a+$' } } } }),
+                    400, 'response_format');
   await expectError('missing model is a 400', () => client.chat.completions.create({ messages }), 400, 'model');
   const wrong = new OpenAI({ baseURL, apiKey: 'wrong-key', maxRetries: 0, timeout: 30000 });
   await expectError('wrong API key is a 401', () => wrong.chat.completions.create({ model, messages }), 401);

@@ -16,7 +16,12 @@
 #    exports the expert-cache counters, a budget below the minimum is one
 #    error line naming it;
 #  - the chat output parser's unit test (think / tool_call splitting);
-#  - the official openai npm package (tests/client/client.mjs).
+#  - the official openai npm package (tests/client/client.mjs);
+#  - constrained decoding (response_format json_schema / json_object,
+#    tool_choice required / named): on stories260K (SentencePiece) and on the
+#    Qwen3 model through the openai npm package (tests/client/grammar.mjs),
+#    25 schemas and tool calls, each answer checked by Python's jsonschema
+#    (tests/server/validate_grammar.py), plus the 400s for bad schemas.
 # With CI=true missing data or tools are failures, not skips.
 set -u
 B=${MICA_BUILD:-build}; D=${MICA_TESTDATA:-../shared/testdata}
@@ -145,8 +150,13 @@ expect_error "temperature out of range" 400 temperature POST /v1/completions '{"
 expect_error "n over the cap" 400 n POST /v1/completions '{"model":"m","prompt":"a","n":9}' "${AUTH[@]}"
 expect_error "top_logprobs without logprobs" 400 top_logprobs POST /v1/chat/completions \
     '{"model":"m","messages":[{"role":"user","content":"hi"}],"top_logprobs":2}' "${AUTH[@]}"
-expect_error "response_format json_object" 400 response_format POST /v1/chat/completions \
-    '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}' "${AUTH[@]}"
+expect_error "response_format with an unsupported schema keyword" 400 response_format POST /v1/chat/completions \
+    '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"a+"}}}}' "${AUTH[@]}"
+grep -q "'pattern'" "$T/err.json" && ok "the 400 names the unsupported keyword" || bad "keyword in message" "$(cat "$T/err.json")"
+expect_error "response_format of an unknown type" 400 response_format POST /v1/chat/completions \
+    '{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"yaml"}}' "${AUTH[@]}"
+expect_error "response_format json_schema without a name" 400 response_format POST /v1/completions \
+    '{"model":"m","prompt":"a","response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object"}}}}' "${AUTH[@]}"
 expect_error "unknown role" 400 messages POST /v1/chat/completions '{"model":"m","messages":[{"role":"wizard","content":"hi"}]}' "${AUTH[@]}"
 expect_error "image part" 400 "messages[0].content" POST /v1/chat/completions \
     '{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}' "${AUTH[@]}"
@@ -235,6 +245,46 @@ assert abs(lp["token_logprobs"][0] - want[0]) < 1e-3, (lp["token_logprobs"][0], 
 assert len(tops) == 5 and np.allclose(tops, want, atol=1e-3), (tops, want)
 PYEOF
 then ok "logprobs equal numpy's log-softmax of the model's logits"; else bad "logprobs" "$(head -c 400 "$T/lp.json")"; fi
+
+# constrained decoding with a SentencePiece vocabulary (both endpoints, streamed and not):
+# the answers validate against the schema (Python's jsonschema, an independent validator)
+SCH='{"type":"object","properties":{"who":{"enum":["Lily","Tom","Sue"]},"age":{"type":"integer","minimum":1},"happy":{"type":"boolean"}},"required":["who","age","happy"],"additionalProperties":false}'
+RF="\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"kid\",\"schema\":$SCH,\"strict\":true}}"
+: >"$T/spm_json.txt"
+for seed in 1 2 3; do
+    req "$T/sj.json" POST "$A/v1/completions" "{\"model\":\"m\",\"prompt\":\"$P\",\"max_tokens\":120,\"seed\":$seed,$RF}" "${AUTH[@]}" >/dev/null
+    jq -c '[.choices[0].finish_reason, .choices[0].text]' "$T/sj.json" >>"$T/spm_json.txt"
+    curl -s -N -m 30 "${AUTH[@]}" "$A/v1/chat/completions" -d "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"$P\"}],\"max_tokens\":120,\"seed\":$seed,\"stream\":true,$RF}" >"$T/sj.sse"
+    sed -n 's/^data: //p' "$T/sj.sse" | grep -v '^\[DONE\]' |
+        jq -s -c '[(map(.choices[0].finish_reason) | map(select(. != null)) | .[0]), (map(.choices[0].delta.content // "") | join(""))]' >>"$T/spm_json.txt"
+done
+if "$PY" - "$T/spm_json.txt" "$SCH" <<'PYEOF'
+import json, sys
+import jsonschema
+schema = json.loads(sys.argv[2])
+lines = open(sys.argv[1]).read().split("\n")[:-1]
+assert len(lines) == 6, lines
+for line in lines:
+    finish, text = json.loads(line)
+    assert finish == "stop", (finish, text)
+    jsonschema.validate(json.loads(text), schema)
+PYEOF
+then ok "response_format json_schema on a SentencePiece vocabulary: 6 answers validate (completions and chat, streamed and not)"
+else bad "spm json_schema" "$(head -c 600 "$T/spm_json.txt")"; fi
+# the same schema through mica run --json-schema
+printf '%s' "$SCH" >"$T/kid_schema.json"
+runok=1
+for seed in 1 2; do
+    "$B/mica" run -m "$M" -p "$P" --json-schema "$T/kid_schema.json" -n 150 --seed $seed -t 1 -c 256 2>/dev/null >"$T/run_json.txt" || runok=0
+    "$PY" - "$T/run_json.txt" "$P" "$SCH" <<'PYEOF' || runok=0
+import json, sys
+import jsonschema
+text = open(sys.argv[1]).read()
+assert text.startswith(sys.argv[2]) and text.endswith("\n"), repr(text)
+jsonschema.validate(json.loads(text[len(sys.argv[2]):]), json.loads(sys.argv[3]))
+PYEOF
+done
+[ $runok = 1 ] && ok "mica run --json-schema: the output validates" || bad "mica run --json-schema" "$(head -c 300 "$T/run_json.txt")"
 
 # chat: non-streaming vs streaming, SSE framing
 CHAT='{"model":"m","messages":[{"role":"system","content":"You tell stories."},{"role":"user","content":[{"type":"text","text":"Once upon"},{"type":"text","text":"a time"}]}],"temperature":0,"max_tokens":30'
@@ -421,6 +471,31 @@ PYEOF
     done
     grep -q '^data: ' "$T/cut.sse" && [ $freed = 1 ] && ok "a client that disconnects mid-stream frees its slot" ||
         bad "disconnect" "$(cat "$T/qh.json") $(head -c 200 "$T/cut.sse")"
+fi
+
+# ---- server G: constrained decoding on the Qwen3 model (no wall-time cap) ----
+# 25 schemas through response_format, json_object, tool_choice required and
+# named (streamed and not), parallel calls, a round trip and the error cases,
+# driven by the openai npm package (tests/client/grammar.mjs); every answer is
+# then checked by Python's jsonschema (tests/server/validate_grammar.py).
+if [ -n "$Q" ] && [ -d tests/client/node_modules/openai ] && start_server g -m "$Q" -t 2 -c 4096; then
+    GS="http://127.0.0.1:$PORT"
+    timeout 300 node tests/client/grammar.mjs "$GS/v1" tests/server/grammar_schemas.json "$T/grammar_results.json" \
+        >"$T/grammar_client.log" 2>&1
+    sed 's/^/  grammar client: /' "$T/grammar_client.log"
+    cl=$(sed -nE 's/^grammar-client: ([0-9]+) passed, ([0-9]+) failed/\1 \2/p' "$T/grammar_client.log")
+    [ -n "$cl" ] && [ "${cl#* }" = 0 ] && ok "constrained decoding through the openai npm client (${cl% *} checks)" ||
+        bad "grammar client" "see above"
+    if [ -f "$T/grammar_results.json" ]; then
+        "$PY" tests/server/validate_grammar.py "$T/grammar_results.json" >"$T/grammar_validate.log" 2>&1
+        sed 's/^/  validate: /' "$T/grammar_validate.log"
+        gv=$(sed -nE 's/^grammar-validate: ([0-9]+) passed, ([0-9]+) failed/\1 \2/p' "$T/grammar_validate.log")
+        [ -n "$gv" ] && [ "${gv#* }" = 0 ] && [ "${gv% *}" -ge 30 ] &&
+            ok "every constrained answer validates against its schema (${gv% *} answers, Python jsonschema)" ||
+            bad "grammar validation" "see above"
+    fi
+elif [ -n "$Q" ]; then
+    bad "grammar server" "cannot start it, or the openai package is missing"
 fi
 
 # ---- servers C and D: a tiny MoE model with and without --mem-budget (issue 7) ----
