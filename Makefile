@@ -4,6 +4,7 @@
 #   make demo       convert the bundled stories260K model and generate from it
 #   make check      build with -Werror and run every test (unit, golden, oracle, sanitizers)
 #   make fuzz       run the GGUF reader fuzzer for FUZZ_SECONDS (libFuzzer, clang)
+#   make fuzz-request  run the HTTP request fuzzer (a real mica serve) for FUZZ_SECONDS
 #   make bench      prompt and decode speed of mica run (bench/run.sh; see bench/PROTOCOL.md)
 #
 # One binary runs on any x86-64: the AVX2 and AVX-512 kernel files get their own
@@ -16,7 +17,7 @@ ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
 CPPFLAGS_ALL := -D_GNU_SOURCE -Iinclude -Isrc $(CPPFLAGS)
-LDLIBS  := -lpcre2-8 -lutf8proc -lmicrohttpd -ljansson -lpthread -lm
+LDLIBS  := -lpcre2-8 -lutf8proc -lmicrohttpd -ljansson -luring -lpthread -lm
 BUILD   ?= build
 TESTDATA ?= ../shared/testdata
 FUZZ_SECONDS ?= 60
@@ -93,6 +94,20 @@ fuzz: deps
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus tests/fuzz/corpus
 
+# Requests to a real server (tests/fuzz/fuzz_request.c) over tiny-qwen3 with the Qwen3 template.
+SERVER_SRC := $(sort $(wildcard server/*.c))
+fuzz-request: deps
+	$(MAKE) BUILD=build-fuzz CC=clang \
+	    CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
+	    build-fuzz/libmica.a build-fuzz/mica-gen $(SERVER_SRC:%.c=build-fuzz/%.o)
+	clang $(CPPFLAGS_ALL) -Iserver -O1 -g -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz_request \
+	    tests/fuzz/fuzz_request.c $(SERVER_SRC:%.c=build-fuzz/%.o) build-fuzz/libmica.a $(LDLIBS)
+	build-fuzz/mica-gen --preset tiny-qwen3 --type Q8_0 --vocab $(TESTDATA)/vocab/ggml-vocab-qwen2.gguf \
+	    --chat-template $(TESTDATA)/templates/Qwen-Qwen3-0.6B.jinja -o build-fuzz/fuzz-model.gguf
+	@mkdir -p build-fuzz/requests
+	MICA_FUZZ_MODEL=build-fuzz/fuzz-model.gguf ASAN_OPTIONS=detect_leaks=0 build-fuzz/fuzz_request \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=30 build-fuzz/requests tests/fuzz/requests
+
 bench: all
 	bench/run.sh
 
@@ -102,6 +117,6 @@ layering:
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all deps demo check check-asan fuzz bench layering clean
+.PHONY: all deps demo check check-asan fuzz fuzz-request bench layering clean
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
