@@ -127,14 +127,15 @@ void cli_print_expert_stats(const struct mica_model *m, const char *label, int n
     fprintf(stderr,
             "%s: %d tokens | experts %llu looked up, hit rate %.1f%% (cached %.1f%%, prefetched %.1f%%) | "
             "read %.2f MiB at %.2f GB/s | "
-            "I/O stall %.1f ms | prefetch %llu/%llu used | cache %d/%d slots (%.1f MiB)\n",
+            "I/O stall %.1f ms | prefetch %llu/%llu used | cache %d/%d slots (%.1f MiB, %d pinned) | %s\n",
             label, n_tokens, (unsigned long long)look, look ? 100.0 * (double)hits / (double)look : 100.0,
             look ? 100.0 * (double)(hits - (s.prefetch_used - prev->prefetch_used)) / (double)look : 100.0,
             look ? 100.0 * (double)(s.prefetch_used - prev->prefetch_used) / (double)look : 0.0,
             (double)bytes / 1048576.0, busy > 0 ? (double)bytes / busy / 1e9 : 0.0, stall * 1e3,
             (unsigned long long)(s.prefetch_used - prev->prefetch_used),
             (unsigned long long)(s.prefetch_reads - prev->prefetch_reads),
-            s.cached_experts, s.n_slots, (double)s.cache_bytes / 1048576.0);
+            s.cached_experts, s.n_slots, (double)s.cache_bytes / 1048576.0, s.pinned_experts,
+            s.io_uring ? "io_uring" : "pread threads");
     *prev = s;
 }
 

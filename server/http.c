@@ -239,6 +239,10 @@ static char *expert_metrics_text(srv *S) {
         "# TYPE mica_expert_cache_bytes gauge\nmica_expert_cache_bytes %llu\n"
         "# HELP mica_expert_cache_slots Experts the cache holds at most.\n"
         "# TYPE mica_expert_cache_slots gauge\nmica_expert_cache_slots %d\n"
+        "# HELP mica_expert_cache_pinned Experts pinned in the cache (the hot set learned from routing statistics).\n"
+        "# TYPE mica_expert_cache_pinned gauge\nmica_expert_cache_pinned %d\n"
+        "# HELP mica_experts_io_uring 1 when expert reads go through io_uring, 0 for the pread threads.\n"
+        "# TYPE mica_experts_io_uring gauge\nmica_experts_io_uring %d\n"
         "# HELP mica_expert_cache_experts Experts in the cache now.\n"
         "# TYPE mica_expert_cache_experts gauge\nmica_expert_cache_experts %d\n"
         "# HELP mica_expert_lookups_total Routed-expert lookups in the cache.\n"
@@ -266,7 +270,8 @@ static char *expert_metrics_text(srv *S) {
         es.streaming ? 1 : 0, es.direct_io ? 1 : 0,
         es.budget == MICA_MEM_UNLIMITED || es.budget > (uint64_t)INT64_MAX ? -1LL : (long long)es.budget,
         (unsigned long long)es.weight_bytes, (unsigned long long)es.resident_bytes,
-        (unsigned long long)es.cache_bytes, es.n_slots, es.cached_experts, (unsigned long long)es.lookups,
+        (unsigned long long)es.cache_bytes, es.n_slots, es.pinned_experts, es.io_uring ? 1 : 0, es.cached_experts,
+        (unsigned long long)es.lookups,
         (unsigned long long)es.hits, (unsigned long long)es.misses, (unsigned long long)es.prefetch_reads,
         (unsigned long long)es.prefetch_used, (unsigned long long)es.reads, (unsigned long long)es.read_errors,
         (unsigned long long)es.evictions, (unsigned long long)es.bytes_read, es.io_busy_seconds, es.stall_seconds);
