@@ -150,7 +150,10 @@ async function main() {
     for (const path of o.models) {
         const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
         const nVocab = nVocabOf(model);
-        const nCtx = o.d + Math.max(o.p, o.n);
+        // +1: the pp test ends by sampling one token, which must still fit; a context of
+        // exactly d + p makes node-llama-cpp shift the context (erase and re-evaluate half
+        // of it) inside the timed call, which once halved llama.cpp's measured pp speed.
+        const nCtx = o.d + Math.max(o.p, o.n) + 1;
         const ctx = await model.createContext({
             contextSize: nCtx,
             batchSize: Math.max(1, Math.min(512, nCtx)),
