@@ -377,55 +377,49 @@ static void avx2_dot_q5_0(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 /* IQ4_NL and MXFP4 x Q8_0: the nibbles index a 16-entry int8 codebook
- * (vpshufb), then a signed byte dot (|codebook| <= 127). */
-static void avx2_dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_iq4_nl *x = vx;
-    const block_q8_0 *y = vy;
-    const __m256i book = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl));
+ * (vpshufb), then a signed byte dot (|codebook| <= 127). The two types differ
+ * only in the block's scale: IQ4_NL an fp16 d (block of 18 bytes), MXFP4 an
+ * E8M0 exponent byte (17 bytes); the 16 nibble bytes follow it. */
+static inline float avx2_book_scale(const uint8_t *blk, bool e8m0) {
+    if (e8m0) return quant_e8m0_half_to_f32(blk[0]);
+    mica_fp16 d;
+    memcpy(&d, blk, sizeof d);
+    return avx2_fp16(d);
+}
+
+static inline void avx2_dot_book(int64_t nb, float *s, const uint8_t *x, size_t bsz, bool e8m0,
+                                 const int8_t *codebook, const block_q8_0 *y) {
+    const size_t qs = e8m0 ? 1 : sizeof(mica_fp16); /* offset of the nibbles in a block */
+    const __m256i book = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)codebook));
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     int64_t b = 0;
-    const int64_t nb = n / QK4_NL;
     for (; b + 2 <= nb; b += 2) {
-        __m256i p0 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b].qs)),
+        const uint8_t *x0 = x + (size_t)b * bsz, *x1 = x0 + bsz;
+        __m256i p0 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x0 + qs)),
                                  _mm256_loadu_si256((const __m256i *)y[b].qs));
-        __m256i p1 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b + 1].qs)),
+        __m256i p1 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x1 + qs)),
                                  _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * avx2_fp16(x[b].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b + 1].d) * avx2_fp16(x[b + 1].d)),
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * avx2_book_scale(x0, e8m0)),
+                               _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b + 1].d) * avx2_book_scale(x1, e8m0)),
                                _mm256_cvtepi32_ps(p1), acc1);
     }
     for (; b < nb; b++) {
-        __m256i p = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b].qs)),
+        const uint8_t *x0 = x + (size_t)b * bsz;
+        __m256i p = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x0 + qs)),
                                 _mm256_loadu_si256((const __m256i *)y[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * avx2_fp16(x[b].d)), _mm256_cvtepi32_ps(p), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * avx2_book_scale(x0, e8m0)),
+                               _mm256_cvtepi32_ps(p), acc0);
     }
     *s = avx2_hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
+static void avx2_dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
+    avx2_dot_book(n / QK4_NL, s, vx, sizeof(block_iq4_nl), false, quant_kvalues_iq4nl, vy);
+}
+
 static void avx2_dot_mxfp4(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_mxfp4 *x = vx;
-    const block_q8_0 *y = vy;
-    const __m256i book = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)quant_kvalues_mxfp4));
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int64_t b = 0;
-    const int64_t nb = n / QK_MXFP4;
-    for (; b + 2 <= nb; b += 2) {
-        __m256i p0 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b].qs)),
-                                 _mm256_loadu_si256((const __m256i *)y[b].qs));
-        __m256i p1 = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b + 1].qs)),
-                                 _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * quant_e8m0_half_to_f32(x[b].e)),
-                               _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b + 1].d) * quant_e8m0_half_to_f32(x[b + 1].e)),
-                               _mm256_cvtepi32_ps(p1), acc1);
-    }
-    for (; b < nb; b++) {
-        __m256i p = avx2_dot_i8(_mm256_shuffle_epi8(book, avx2_nibbles(x[b].qs)),
-                                _mm256_loadu_si256((const __m256i *)y[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(avx2_fp16(y[b].d) * quant_e8m0_half_to_f32(x[b].e)),
-                               _mm256_cvtepi32_ps(p), acc0);
-    }
-    *s = avx2_hsum_ps(_mm256_add_ps(acc0, acc1));
+    avx2_dot_book(n / QK_MXFP4, s, vx, sizeof(block_mxfp4), true, quant_kvalues_mxfp4, vy);
 }
 
 /* ---- the remaining K-quants and IQ4_XS (activations Q8_K) ---- */
